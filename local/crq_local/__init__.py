@@ -1,0 +1,1 @@
+"""The local side of crq (engine, sandbox, CLI). Never deployed; nothing under src/ imports it."""

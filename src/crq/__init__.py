@@ -1,0 +1,1 @@
+"""crq: run AWS Clean Rooms protected queries unattended, and say how each one ended."""
