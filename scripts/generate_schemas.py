@@ -1,0 +1,163 @@
+"""Write the JSON Schemas of crq's user-facing contracts into schema/ (`make schema`).
+
+Each schema comes from the code that enforces the contract, so the two cannot disagree:
+spec.schema.json from botocore's Clean Rooms model (through crq.apimodel) and the pipeline keys'
+pydantic model (crq.spec.PipelineKeys); notification.schema.json from crq.notifier's models.
+tests/unit/test_schemas.py fails when a committed file differs from what this script writes.
+
+    python scripts/generate_schemas.py           # write every schema
+    python scripts/generate_schemas.py --check   # exit 1, naming the stale files, if any differ
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+ID_BASE = "https://github.com/crq/crq/schema/"
+
+PLACEHOLDER_NOTE = (
+    "May hold crq placeholders such as {{ run_date - 7d }} or {{ run_time | %Y/%m/%d }}; "
+    "crq checks the value once they are rendered."
+)
+
+
+def spec_schema() -> dict[str, Any]:
+    """The spec file: the StartProtectedQuery request as the model has it, plus pipeline keys."""
+    from crq.apimodel import json_schema
+    from crq.spec import (
+        MAX_NOTIFY_VALUE_LENGTH,
+        NOTIFY_NAME_PATTERN,
+        REQUEST_SHAPE,
+        RESERVED_NOTIFY_ATTRIBUTES,
+        PipelineKeys,
+    )
+
+    schema = json_schema(REQUEST_SHAPE)
+    props = schema["properties"]
+    # `type` has a default in a spec file, so it is not required there.
+    schema["required"] = [name for name in schema.get("required", []) if name != "type"]
+    props["type"]["default"] = "SQL"
+
+    sql = props["sqlParameters"]
+    sql_props = sql["properties"]
+    sql_props["queryString"] = _templated(sql_props["queryString"])
+    params = sql_props["parameters"]
+    params["additionalProperties"] = _templated(params["additionalProperties"])
+    # The rules the model cannot express (crq.spec._semantic_errors enforces them too).
+    sql["oneOf"] = [{"required": ["queryString"]}, {"required": ["analysisTemplateArn"]}]
+    sql["dependentRequired"] = {"parameters": ["analysisTemplateArn"]}
+
+    outputs = props["resultConfiguration"]["properties"]["outputConfiguration"]["properties"]
+    s3 = outputs["s3"]["properties"]
+    s3["keyPrefix"] = _templated(s3["keyPrefix"])
+    locations = outputs["distribute"]["properties"]["locations"]
+    location_s3 = locations["items"]["properties"]["s3"]["properties"]
+    location_s3["keyPrefix"] = _templated(location_s3["keyPrefix"])
+    locations |= {"contains": {"required": ["s3"]}, "minContains": 0, "maxContains": 1}
+
+    for name, prop in PipelineKeys.model_json_schema()["properties"].items():
+        props[name] = _without_null(prop)
+    notify = props["notify"]
+    notify["propertyNames"] = {
+        "pattern": NOTIFY_NAME_PATTERN,
+        "not": {
+            "anyOf": [
+                {"pattern": "^(?:" + "|".join(map(_any_case, RESERVED_NOTIFY_ATTRIBUTES)) + ")$"},
+                {"pattern": "^(?:" + _any_case("aws") + "|" + _any_case("amazon") + ")\\."},
+                {"pattern": "^\\.|\\.$|\\.\\."},
+            ]
+        },
+    }
+    notify["additionalProperties"] = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_NOTIFY_VALUE_LENGTH,
+        "not": {"pattern": "\\{\\{"},
+    }
+
+    return {
+        "$schema": DRAFT,
+        "$id": ID_BASE + "spec.schema.json",
+        "title": "crq spec file",
+        "description": (
+            "A crq spec file (YAML or JSON, UTF-8, at most 256 KiB): the StartProtectedQuery "
+            "request of AWS Clean Rooms, verbatim, plus crq's keys name, maxRuntimeMinutes, "
+            "maxAttempts and notify. See docs/spec.md."
+        ),
+        **schema,
+    }
+
+
+def notification_schema() -> dict[str, Any]:
+    from crq.notifier import notification_schema as build
+
+    return build()
+
+
+# Every generated schema: (file name under schema/, generator). Add a contract here.
+SCHEMAS: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+    ("spec.schema.json", spec_schema),
+    ("notification.schema.json", notification_schema),
+]
+
+
+def render(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+def _templated(prop: dict[str, Any]) -> dict[str, Any]:
+    """A string property that may also hold placeholders (checked by crq, not by the schema)."""
+    plain = copy.deepcopy(prop)
+    description = plain.pop("description", "")
+    return {
+        "description": f"{description} {PLACEHOLDER_NOTE}".strip(),
+        "anyOf": [plain, {"type": "string", "pattern": "\\{\\{"}],
+    }
+
+
+def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """pydantic's schema of an optional key, minus `null` (crq refuses null values) and title."""
+    out = {key: value for key, value in prop.items() if key != "title"}
+    branches = out.pop("anyOf", None)
+    if branches is not None:
+        (kept,) = [branch for branch in branches if branch != {"type": "null"}]
+        out = {**kept, **out}
+        if out.get("default", 0) is None:
+            del out["default"]
+    return out
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare, do not write")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, generate in SCHEMAS:
+        path = SCHEMA_DIR / name
+        text = render(generate())
+        if args.check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(name)
+        else:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path.relative_to(SCHEMA_DIR.parent)}")
+    if stale:
+        print("stale: " + ", ".join(stale) + " (run `make schema`)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,547 @@
+"""The spec file: a StartProtectedQuery request, verbatim, plus a few pipeline keys.
+
+`load_spec(data, source)` turns a spec file's bytes into a `Spec` or raises `SpecInvalid` with
+every error found (file, field path, reason). `render_request(spec, context)` turns a Spec into
+the exact keyword arguments of `start_protected_query` for one run, checked again after its
+placeholders are rendered. `redacted_request` hides the sensitive values before a request is
+stored or shown.
+
+Validation layers, all run so every error is reported at once:
+1. safe_load: bytes -> plain data (size, encoding, YAML/JSON hazards);
+2. top-level keys: the request members of the Clean Rooms model, or the pipeline keys;
+3. pipeline keys: the `PipelineKeys` pydantic model;
+4. placeholders: only in queryString, parameter values and keyPrefix; their syntax;
+5. the request, rendered at a probe time: every constraint of the model (apimodel.check_shape)
+   and the rules the model cannot express (`_semantic_errors`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.functional_validators import AfterValidator
+from pydantic_core import PydanticCustomError
+
+from crq.apimodel import FieldError, check_shape, join, shape
+from crq.errors import CrqError
+from crq.render import (
+    RenderContext,
+    TemplateError,
+    has_placeholder_syntax,
+    parse_template,
+)
+from crq.safe_load import DocumentInvalid, capped, load_document
+
+REQUEST_SHAPE = "StartProtectedQueryInput"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+NAME_RULE = "a letter or digit, then letters, digits, '.', '_' or '-', at most 128 characters"
+MAX_RUNTIME_MINUTES = 10_080  # one week
+MAX_ATTEMPTS = 5
+DEFAULT_MAX_ATTEMPTS = 2  # one retry
+
+# SNS message attributes crq sets itself (crq.notifier.RESERVED_ATTRIBUTES; a test keeps them
+# equal: importing the notifier here would make loading a spec pull in Powertools).
+RESERVED_NOTIFY_ATTRIBUTES = ("event", "status", "membershipId", "specName")
+SNS_MAX_ATTRIBUTES = 10
+MAX_NOTIFY_ATTRIBUTES = SNS_MAX_ATTRIBUTES - len(RESERVED_NOTIFY_ATTRIBUTES)
+MAX_NOTIFY_VALUE_LENGTH = 256
+NOTIFY_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,256}$"
+
+# The values that may hold placeholders, by field path; parameter values are sensitive.
+PLACEHOLDER_FIELDS = "queryString, parameter values and keyPrefix"
+_TEMPLATED = re.compile(
+    r"sqlParameters\.queryString"
+    r"|sqlParameters\.parameters\..+"
+    r"|resultConfiguration\.outputConfiguration\.s3\.keyPrefix"
+    r"|resultConfiguration\.outputConfiguration\.distribute\.locations\[\d+\]\.s3\.keyPrefix"
+)
+_SENSITIVE = re.compile(r"sqlParameters\.parameters\..+")
+# Placeholders are checked at load time by rendering them at this moment: a Wednesday in
+# September, so names (%A, %B) are as long as they get.
+PROBE_TIME = datetime(2000, 9, 27, 23, 59, 59, tzinfo=UTC)
+PROBE_TRIGGER = "schedule"
+REDACTED = "***"
+
+
+class SpecInvalid(CrqError):
+    """A spec that cannot run as written; `errors` lists every problem, `source` the file."""
+
+    def __init__(self, errors: list[FieldError], *, source: str) -> None:
+        self.errors = errors
+        self.source = source
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        return [
+            f"{self.source}: {error.field or '<root>'}: {error.message}" for error in self.errors
+        ]
+
+
+# ---- pipeline keys ---------------------------------------------------------------------------
+
+
+def _notify_name(name: str) -> str:
+    lowered = name.lower()
+    if lowered in {reserved.lower() for reserved in RESERVED_NOTIFY_ATTRIBUTES}:
+        raise PydanticCustomError(
+            "notify_reserved",
+            "crq sets this attribute itself ({reserved}); choose another name",
+            {"reserved": ", ".join(RESERVED_NOTIFY_ATTRIBUTES)},
+        )
+    if not re.fullmatch(NOTIFY_NAME_PATTERN, name):
+        raise PydanticCustomError(
+            "notify_name",
+            "an SNS attribute name has 1 to 256 letters, digits, '_', '-' or '.'",
+        )
+    if lowered.startswith(("aws.", "amazon.")):
+        raise PydanticCustomError(
+            "notify_name", "SNS attribute names cannot start with AWS. or Amazon."
+        )
+    if name.startswith(".") or name.endswith(".") or ".." in name:
+        raise PydanticCustomError(
+            "notify_name",
+            "SNS attribute names cannot start or end with '.' or hold '..'",
+        )
+    return name
+
+
+def _notify_value(value: str) -> str:
+    if not value:
+        raise PydanticCustomError("notify_value", "must not be empty (SNS refuses empty values)")
+    if any(not char.isprintable() for char in value):
+        raise PydanticCustomError("notify_value", "must not hold control characters")
+    return value
+
+
+NotifyName = Annotated[str, AfterValidator(_notify_name)]
+NotifyValue = Annotated[
+    str, Field(max_length=MAX_NOTIFY_VALUE_LENGTH), AfterValidator(_notify_value)
+]
+
+
+class PipelineKeys(BaseModel):
+    """The keys a spec file adds to the StartProtectedQuery request."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)] | None = Field(
+        None,
+        description="The spec's name in notifications and the ledger. Default: the file's stem.",
+    )
+    maxRuntimeMinutes: Annotated[int, Field(ge=1, le=MAX_RUNTIME_MINUTES)] | None = Field(
+        None,
+        description="Cancel the query after this many minutes. Default: the stack's "
+        "CRQ_DEFAULT_MAX_RUNTIME_MINUTES.",
+    )
+    maxAttempts: Annotated[int, Field(ge=1, le=MAX_ATTEMPTS)] = Field(
+        DEFAULT_MAX_ATTEMPTS,
+        description="Runs of the query in all when it fails with a retryable error (2: one retry).",
+    )
+    notify: Annotated[dict[NotifyName, NotifyValue], Field(max_length=MAX_NOTIFY_ATTRIBUTES)] = (
+        Field(
+            default_factory=dict,
+            description="Extra string message attributes of the SNS notifications, for "
+            "subscription filter policies.",
+        )
+    )
+
+
+PIPELINE_KEYS = tuple(PipelineKeys.model_fields)
+
+
+# ---- the request: the StartProtectedQuery shapes, typed -----------------------------------
+
+
+class _Shape(BaseModel):
+    # Built only from data apimodel.check_shape has accepted; a test keeps these members equal
+    # to the botocore model's.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class SqlParameters(_Shape):
+    queryString: str | None = None
+    analysisTemplateArn: str | None = None
+    parameters: dict[str, str] | None = None
+
+
+class S3Output(_Shape):
+    resultFormat: str
+    bucket: str
+    keyPrefix: str | None = None
+    singleFileOutput: bool | None = None
+
+
+class MemberOutput(_Shape):
+    accountId: str
+
+
+class DistributeLocation(_Shape):
+    s3: S3Output | None = None
+    member: MemberOutput | None = None
+
+
+class DistributeOutput(_Shape):
+    locations: list[DistributeLocation]
+
+
+class IntermediateTableOutput(_Shape):
+    id: str
+    arn: str
+    name: str
+
+
+class OutputConfiguration(_Shape):
+    s3: S3Output | None = None
+    member: MemberOutput | None = None
+    distribute: DistributeOutput | None = None
+    intermediateTable: IntermediateTableOutput | None = None
+
+
+class ResultConfiguration(_Shape):
+    outputConfiguration: OutputConfiguration
+
+
+class WorkerProperties(_Shape):
+    spark: dict[str, str] | None = None
+
+
+class Worker(_Shape):
+    type: str | None = None
+    number: int | None = None
+    properties: WorkerProperties | None = None
+
+
+class ComputeConfiguration(_Shape):
+    worker: Worker | None = None
+
+
+class Spec(_Shape):
+    """A validated spec: the request (placeholders not rendered yet) and the pipeline keys."""
+
+    source: str
+    name: str
+    type: str = "SQL"
+    membershipIdentifier: str
+    sqlParameters: SqlParameters
+    resultConfiguration: ResultConfiguration | None = None
+    computeConfiguration: ComputeConfiguration | None = None
+    queryComputePayerAccountId: str | None = None
+    maxRuntimeMinutes: int | None = None
+    maxAttempts: int = DEFAULT_MAX_ATTEMPTS
+    notify: dict[str, str] = Field(default_factory=dict)
+
+    def request_template(self) -> dict[str, Any]:
+        """The StartProtectedQuery request as written, placeholders unrendered."""
+        return self.model_dump(include=set(request_keys()), exclude_none=True)
+
+    def render_context(self, run_time: datetime, trigger: str) -> RenderContext:
+        return RenderContext(run_time=run_time, spec_name=self.name, trigger=trigger)
+
+
+def request_keys() -> tuple[str, ...]:
+    """The top-level members of the StartProtectedQuery request, as the model has them."""
+    return tuple(shape(REQUEST_SHAPE).members)  # type: ignore[attr-defined]
+
+
+# ---- the use cases --------------------------------------------------------------------------
+
+
+def load_spec(data: bytes, source: str) -> Spec:
+    """A spec file's bytes to a Spec; raises SpecInvalid listing every problem found."""
+    try:
+        document = load_document(data, source)
+    except DocumentInvalid as exc:
+        raise SpecInvalid(exc.errors, source=source) from None
+
+    errors: list[FieldError] = []
+    request_members = request_keys()
+    allowed = (*request_members, *PIPELINE_KEYS)
+    known = {key: value for key, value in document.items() if key in allowed}
+    expected = ", ".join(allowed)
+    errors.extend(
+        FieldError(key, f"unknown field; expected {expected}")
+        for key in document
+        if key not in known
+    )
+
+    # A misplaced placeholder is the one error of its field: what else fails there follows.
+    misplaced = _misplaced_placeholders(known)
+    errors.extend(misplaced)
+    skip = {error.field for error in misplaced}
+    pipeline_errors: list[FieldError] = []
+    pipeline = _pipeline_keys(known, source, pipeline_errors)
+    errors.extend(error for error in pipeline_errors if error.field not in skip)
+
+    request = {key: value for key, value in known.items() if key in request_members}
+    request.setdefault("type", "SQL")
+    probe = RenderContext(PROBE_TIME, pipeline.name or "spec", PROBE_TRIGGER)
+    _checked_render(request, probe, errors, skip=skip)
+
+    if errors:
+        raise SpecInvalid(_tidy(errors), source=source)
+    try:
+        return Spec.model_validate(
+            {
+                **request,
+                "source": source,
+                "name": pipeline.name,
+                "maxRuntimeMinutes": pipeline.maxRuntimeMinutes,
+                "maxAttempts": pipeline.maxAttempts,
+                "notify": pipeline.notify,
+            }
+        )
+    except ValidationError as exc:  # the typed shapes lag the botocore model: say which member
+        raise SpecInvalid(_tidy(_pydantic_errors(exc)), source=source) from None
+
+
+def render_request(spec: Spec, context: RenderContext) -> dict[str, Any]:
+    """The exact StartProtectedQuery keyword arguments of one run of the spec.
+
+    Raises SpecInvalid if a rendered value breaks a constraint (e.g. a keyPrefix too long on
+    that date) or a placeholder cannot be evaluated at that time.
+    """
+    errors: list[FieldError] = []
+    rendered = _checked_render(spec.request_template(), context, errors, skip=set())
+    if errors:
+        raise SpecInvalid(_tidy(errors), source=spec.source)
+    return rendered
+
+
+def redacted_request(request: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a request with sensitive values (query parameter values) replaced by ***."""
+    out = dict(request)
+    sql = out.get("sqlParameters")
+    if isinstance(sql, dict) and isinstance(sql.get("parameters"), dict):
+        out["sqlParameters"] = {
+            **sql,
+            "parameters": {name: REDACTED for name in sql["parameters"]},
+        }
+    return out
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+
+def _pipeline_keys(document: dict[str, Any], source: str, errors: list[FieldError]) -> PipelineKeys:
+    """Validate the pipeline keys; on errors, record them and return the defaults."""
+    given = {key: document[key] for key in PIPELINE_KEYS if key in document}
+    for key, value in list(given.items()):
+        if value is None:
+            errors.append(FieldError(key, "is empty (null); remove it to use the default"))
+            del given[key]
+    try:
+        keys = PipelineKeys.model_validate(given)
+    except ValidationError as exc:
+        errors.extend(_pydantic_errors(exc))
+        keys = PipelineKeys()
+    if keys.name is None and "name" not in given:
+        stem = _stem(source)
+        if re.fullmatch(NAME_PATTERN, stem):
+            keys = keys.model_copy(update={"name": stem})
+        else:
+            errors.append(
+                FieldError(
+                    "name",
+                    f"the file name does not make a valid spec name ({NAME_RULE}); "
+                    "set name explicitly",
+                )
+            )
+    return keys
+
+
+def _stem(source: str) -> str:
+    name = re.split(r"[/\\]", source)[-1]
+    dot = name.rfind(".")
+    return name[:dot] if dot > 0 else name
+
+
+def _strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every string value in a document, with its field path."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, join(path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, join(path, i))
+    elif isinstance(value, str):
+        yield path, value
+
+
+def _misplaced_placeholders(document: dict[str, Any]) -> list[FieldError]:
+    return [
+        FieldError(path, f"placeholders ({{{{ ... }}}}) are allowed only in {PLACEHOLDER_FIELDS}")
+        for path, value in _strings(document)
+        if "{{" in value and not _TEMPLATED.fullmatch(path)
+    ]
+
+
+def _map_strings(value: Any, path: str, fn: Callable[[str, str], str]) -> Any:
+    if isinstance(value, dict):
+        return {key: _map_strings(item, join(path, key), fn) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_map_strings(item, join(path, i), fn) for i, item in enumerate(value)]
+    if isinstance(value, str):
+        return fn(path, value)
+    return value
+
+
+def _render(
+    request: dict[str, Any],
+    context: RenderContext,
+    errors: list[FieldError],
+    rendered_paths: set[str] | None = None,
+) -> dict[str, Any]:
+    """The request with the placeholders of templated fields rendered; problems go to errors."""
+
+    def render_one(path: str, value: str) -> str:
+        if not _TEMPLATED.fullmatch(path) or not has_placeholder_syntax(value):
+            return value
+        sensitive = bool(_SENSITIVE.fullmatch(path))
+        try:
+            template = parse_template(value)
+            result = template.render(context)
+        except TemplateError as exc:
+            errors.extend(
+                FieldError(path, issue.describe(value, sensitive=sensitive)) for issue in exc.issues
+            )
+            return value
+        if rendered_paths is not None:
+            rendered_paths.add(path)
+        return result
+
+    rendered: dict[str, Any] = _map_strings(request, "", render_one)
+    return rendered
+
+
+def _checked_render(
+    request: dict[str, Any], context: RenderContext, errors: list[FieldError], skip: set[str]
+) -> dict[str, Any]:
+    """Render the request at `context` and check the result; problems go to `errors`.
+
+    Fields in `skip`, and fields whose placeholders failed, are already reported: the checks of
+    the rendered request leave them out rather than say the same thing twice.
+    """
+    found: list[FieldError] = []
+    rendered_paths: set[str] = set()
+    rendered = _render(request, context, found, rendered_paths)
+    skip = skip | {error.field for error in found}
+    for error in check_shape(REQUEST_SHAPE, rendered) + _semantic_errors(rendered):
+        if error.field in skip:
+            continue
+        if error.field in rendered_paths:
+            error = FieldError(error.field, f"{error.message} (once its placeholders are rendered)")
+        elif error.message == "must be a string" and _is_number(_value_at(rendered, error.field)):
+            # YAML reads an unquoted 111111111111 as a number: say how to write it.
+            error = FieldError(error.field, "must be a string: put the number in quotes")
+        found.append(error)
+    errors.extend(found)
+    return rendered
+
+
+_PATH_PART = re.compile(r"\[(\d+)\]|\.?([^.\[\]]+)")
+
+
+def _value_at(document: Any, path: str) -> Any:
+    """The value at a field path, or None if the path does not lead anywhere."""
+    node = document
+    for index, key in _PATH_PART.findall(path):
+        if index and isinstance(node, list) and int(index) < len(node):
+            node = node[int(index)]
+        elif key and isinstance(node, dict) and key in node:
+            node = node[key]
+        else:
+            return None
+    return node
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _semantic_errors(request: dict[str, Any]) -> list[FieldError]:
+    """What the seed documents but the model cannot express."""
+    errors: list[FieldError] = []
+    sql = request.get("sqlParameters")
+    if isinstance(sql, dict):
+        has_query, has_template = "queryString" in sql, "analysisTemplateArn" in sql
+        if has_query and has_template:
+            errors.append(
+                FieldError(
+                    "sqlParameters",
+                    "set queryString or analysisTemplateArn, not both",
+                )
+            )
+        elif not has_query and not has_template:
+            errors.append(
+                FieldError(
+                    "sqlParameters",
+                    "set queryString (SQL) or analysisTemplateArn (an analysis template)",
+                )
+            )
+        query = sql.get("queryString")
+        if isinstance(query, str) and not query.strip():
+            errors.append(FieldError("sqlParameters.queryString", "is empty"))
+        if "parameters" in sql and not has_template:
+            errors.append(
+                FieldError(
+                    "sqlParameters.parameters",
+                    "parameters apply to an analysis template only: set analysisTemplateArn",
+                )
+            )
+    result = request.get("resultConfiguration")
+    output = result.get("outputConfiguration") if isinstance(result, dict) else None
+    distribute = output.get("distribute") if isinstance(output, dict) else None
+    locations = distribute.get("locations") if isinstance(distribute, dict) else None
+    if isinstance(locations, list):
+        path = "resultConfiguration.outputConfiguration.distribute.locations"
+        s3_locations = [
+            i
+            for i, location in enumerate(locations)
+            if isinstance(location, dict) and "s3" in location
+        ]
+        errors.extend(
+            FieldError(
+                join(join(path, i), "s3"),
+                f"at most one S3 location (the first is locations[{s3_locations[0]}])",
+            )
+            for i in s3_locations[1:]
+        )
+    return errors
+
+
+_PYDANTIC_MESSAGES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "int_type": lambda ctx: "must be an integer",
+    "string_type": lambda ctx: "must be a string",
+    "bool_type": lambda ctx: "must be a boolean",
+    "dict_type": lambda ctx: "must be an object",
+    "model_type": lambda ctx: "must be an object",
+    "list_type": lambda ctx: "must be a list",
+    "missing": lambda ctx: "is required",
+    "extra_forbidden": lambda ctx: "unknown field",
+    "greater_than_equal": lambda ctx: f"must be at least {ctx['ge']}",
+    "less_than_equal": lambda ctx: f"must be at most {ctx['le']}",
+    "string_too_long": lambda ctx: f"must have at most {ctx['max_length']} characters",
+    "too_long": lambda ctx: f"must have at most {ctx['max_length']} entries",
+    "string_pattern_mismatch": lambda ctx: f"must be {NAME_RULE}",
+}
+
+
+def _pydantic_errors(exc: ValidationError) -> list[FieldError]:
+    errors = []
+    for error in exc.errors(include_url=False, include_input=False):
+        path = ""
+        for part in error["loc"]:
+            if part != "[key]":
+                path = join(path, part)
+        message = _PYDANTIC_MESSAGES.get(error["type"])
+        errors.append(FieldError(path, message(error.get("ctx", {})) if message else error["msg"]))
+    return errors
+
+
+def _tidy(errors: list[FieldError]) -> list[FieldError]:
+    """Drop repeats, keep the order found, and cap the list (a notification has a size limit)."""
+    return capped(list(dict.fromkeys(errors)))
