@@ -1,0 +1,178 @@
+"""CleanRoomsGateway: the protected-query calls crq makes, with ClientError turned into domain
+errors, and parameter values scrubbed from every message that leaves this module.
+
+StartProtectedQuery has no client token, so its client must never retry on its own: a request
+that reached Clean Rooms but whose answer was lost would start a second, billed query. The
+gateway therefore takes a separate client for starts, built with retries off (see `build`), and
+the start use case deals with the unknown outcome (intent + reconcile).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from crq.errors import QueryAlreadyEnded, QueryNotFound, StartDeferred, StartRefused
+from crq.ports import ProtectedQuery, QuerySummary
+
+if TYPE_CHECKING:
+    from mypy_boto3_cleanrooms import CleanRoomsServiceClient
+
+PAGE_SIZE = 100  # ListProtectedQueries' maxResults upper bound
+REDACTED = "***"
+_REFUSED = frozenset(
+    {
+        "ValidationException",
+        "AccessDeniedException",
+        "ResourceNotFoundException",
+        "ConflictException",
+    }
+)
+_DEFERRED = frozenset({StartDeferred.QUOTA, StartDeferred.THROTTLED})
+
+
+class CleanRoomsGateway:
+    def __init__(
+        self, client: CleanRoomsServiceClient, start_client: CleanRoomsServiceClient
+    ) -> None:
+        self._client = client
+        self._start_client = start_client
+
+    def start_query(self, request: Mapping[str, Any]) -> ProtectedQuery:
+        parameters = _parameter_values(request.get("sqlParameters"))
+        try:
+            response = self._start_client.start_protected_query(**request)
+        except ClientError as exc:
+            code, message, reason = _details(exc)
+            message = scrub(message, parameters)
+            if code in _DEFERRED:
+                raise StartDeferred(code, message) from exc
+            if code == "ValidationException" and reason == StartDeferred.IAM_DELAY:
+                raise StartDeferred(StartDeferred.IAM_DELAY, message) from exc
+            if code in _REFUSED:
+                label = f"{code} ({reason})" if reason else code
+                raise StartRefused(label, message + _field_list(exc, parameters)) from exc
+            raise
+        return _query(response["protectedQuery"])
+
+    def list_queries(self, membership_id: str, not_before: datetime | None) -> list[QuerySummary]:
+        found: list[QuerySummary] = []
+        kwargs: dict[str, Any] = {"membershipIdentifier": membership_id, "maxResults": PAGE_SIZE}
+        while True:
+            page = self._client.list_protected_queries(**kwargs)
+            summaries = [_summary(item) for item in page.get("protectedQueries", [])]
+            found.extend(summaries)
+            token = page.get("nextToken")
+            # Newest first: once a page reaches back past `not_before`, older pages hold nothing
+            # the caller needs. Without a bound, one page serves to count active queries.
+            if not token or not_before is None:
+                break
+            if summaries and min(s.create_time for s in summaries) < not_before:
+                break
+            kwargs["nextToken"] = token
+        return found
+
+    def get_query(self, membership_id: str, query_id: str) -> ProtectedQuery:
+        try:
+            response = self._client.get_protected_query(
+                membershipIdentifier=membership_id, protectedQueryIdentifier=query_id
+            )
+        except ClientError as exc:
+            code, message, _ = _details(exc)
+            if code == "ResourceNotFoundException":
+                raise QueryNotFound(membership_id, query_id, message) from exc
+            raise
+        return _query(response["protectedQuery"])
+
+    def cancel_query(self, membership_id: str, query_id: str) -> None:
+        try:
+            self._client.update_protected_query(
+                membershipIdentifier=membership_id,
+                protectedQueryIdentifier=query_id,
+                targetStatus="CANCELLED",
+            )
+        except ClientError as exc:
+            code, message, _ = _details(exc)
+            if code == "ConflictException":
+                raise QueryAlreadyEnded(query_id, message) from exc
+            if code == "ResourceNotFoundException":
+                raise QueryNotFound(membership_id, query_id, message) from exc
+            raise
+
+
+def _summary(item: Mapping[str, Any]) -> QuerySummary:
+    return QuerySummary(
+        id=item["id"],
+        membership_id=item["membershipId"],
+        membership_arn=item["membershipArn"],
+        create_time=item["createTime"],
+        status=item["status"],
+    )
+
+
+def _query(item: Mapping[str, Any]) -> ProtectedQuery:
+    sql = item.get("sqlParameters")
+    parameters = _parameter_values(sql)
+    error = item.get("error") or {}
+    retry = error.get("retry") if isinstance(error.get("retry"), dict) else {}
+    retryable = retry.get("retryable") if isinstance(retry, dict) else None
+    result = item.get("result") or {}
+    return ProtectedQuery(
+        id=item["id"],
+        membership_id=item["membershipId"],
+        membership_arn=item["membershipArn"],
+        create_time=item["createTime"],
+        status=item["status"],
+        sql_parameters=sql,
+        result_configuration=item.get("resultConfiguration"),
+        statistics=item.get("statistics"),
+        result_output=result.get("output"),
+        error_code=error.get("code"),
+        error_message=scrub(error["message"], parameters) if error.get("message") else None,
+        error_retryable=retryable if isinstance(retryable, bool) else None,
+        differential_privacy=item.get("differentialPrivacy"),
+    )
+
+
+def _parameter_values(sql: Any) -> list[str]:
+    if not isinstance(sql, Mapping) or not isinstance(sql.get("parameters"), Mapping):
+        return []
+    return [str(v) for v in sql["parameters"].values() if isinstance(v, str) and v]
+
+
+def scrub(message: str, values: list[str]) -> str:
+    """`message` with every query parameter value replaced by ***.
+
+    Values shorter than 3 characters are replaced only where they stand alone or quoted, so a
+    parameter "1" does not mangle "line 1, column 10" beyond recognition.
+    """
+    for value in sorted(values, key=len, reverse=True):
+        if len(value) >= 3:
+            message = message.replace(value, REDACTED)
+        else:
+            message = re.sub(rf"(?<![\w]){re.escape(value)}(?![\w])", REDACTED, message)
+    return message
+
+
+def _details(exc: ClientError) -> tuple[str, str, str | None]:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    message = str(error.get("Message", "") or exc.response.get("message", "") or "")
+    reason = exc.response.get("reason") or error.get("reason")
+    return code, message, str(reason) if reason else None
+
+
+def _field_list(exc: ClientError, parameters: list[str]) -> str:
+    fields = exc.response.get("fieldList")
+    if not isinstance(fields, list):
+        return ""
+    parts = [
+        f"{field.get('name')}: {scrub(str(field.get('message', '')), parameters)}"
+        for field in fields
+        if isinstance(field, Mapping)
+    ]
+    return f" ({'; '.join(parts)})" if parts else ""

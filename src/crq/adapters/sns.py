@@ -1,0 +1,35 @@
+"""SNS: publishing notifications to the stack's topic."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from crq.errors import PublishFailed
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
+
+
+class SnsPublisher:
+    def __init__(self, topic_arn: str, client: SNSClient) -> None:
+        self._topic_arn = topic_arn
+        self._client = client
+
+    def publish(self, subject: str, message: str, attributes: Mapping[str, str]) -> str:
+        try:
+            response = self._client.publish(
+                TopicArn=self._topic_arn,
+                Subject=subject,
+                Message=message,
+                MessageAttributes={
+                    name: {"DataType": "String", "StringValue": value}
+                    for name, value in attributes.items()
+                },
+            )
+        except (ClientError, BotoCoreError) as exc:
+            # The claim protocol re-publishes later; the caller logs this and carries on.
+            raise PublishFailed(f"SNS publish failed: {exc}") from exc
+        return str(response["MessageId"])

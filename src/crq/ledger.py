@@ -1,0 +1,237 @@
+r"""The run ledger: one item per run (per trigger), and the states a run goes through.
+
+```
+QUEUED --intent--> STARTING --StartProtectedQuery ok--> RUNNING --query ended--> ENDED
+  ^  ^                 |  \--quota/throttle/IAM delay--> QUEUED (attempt kept)
+  |  |                 \--call outcome unknown--> reconcile: RUNNING, or QUEUED after the grace
+  |  \----- FAILED with a retryable error, attempts left (attempt + 1) -----/
+  \-- created; a spec that fails validation is created ENDED (SPEC_REJECTED)
+ENDED: notifyState PENDING --claim (conditional, lease)--> CLAIMED --published--> SENT
+```
+
+Every write is optimistic: a run carries a `revision`, and `Ledger.save` succeeds only if the
+stored revision is still the one the caller read (else `StaleRun`). That one rule gives every
+transition its guarantee: of two invocations that read a QUEUED run, one moves it to STARTING;
+of two trackers that see a PENDING notification, one claims it.
+
+Sensitive values (query parameter values) are never stored: the run keeps the spec's source
+object version and trigger time, and re-renders from them when it is (re)started.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class RunState(StrEnum):
+    QUEUED = "QUEUED"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    ENDED = "ENDED"
+
+
+class NotifyState(StrEnum):
+    PENDING = "PENDING"
+    CLAIMED = "CLAIMED"
+    SENT = "SENT"
+
+
+class TriggerType(StrEnum):
+    S3 = "s3"
+    SCHEDULE = "schedule"
+
+
+class RunEvent(StrEnum):
+    """How a run ended; the notification's `event`."""
+
+    QUERY_SUCCEEDED = "QUERY_SUCCEEDED"
+    QUERY_FAILED = "QUERY_FAILED"
+    QUERY_CANCELLED = "QUERY_CANCELLED"
+    QUERY_TIMED_OUT = "QUERY_TIMED_OUT"
+    SPEC_REJECTED = "SPEC_REJECTED"
+    START_FAILED = "START_FAILED"
+
+
+class _Model(BaseModel):
+    # camelCase in the table and in notifications, snake_case in Python.
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
+    )
+
+
+class ErrorInfo(_Model):
+    code: str
+    message: str
+    retryable: bool = False
+
+
+class FieldProblem(_Model):
+    field: str
+    message: str
+
+
+class ResultObject(_Model):
+    uri: str
+    size: int
+
+
+class Outcome(_Model):
+    """Everything the notification of an ended run says, fixed when the run ends.
+
+    Stored with the run so a re-published notification is identical to the first one.
+    `statistics`, `result_output` and `differential_privacy` are Clean Rooms' own shapes, as
+    GetProtectedQuery returned them.
+    """
+
+    event: RunEvent
+    ended_at: datetime
+    query_status: str | None = None
+    error: ErrorInfo | None = None
+    statistics: dict[str, Any] | None = None
+    result_output: dict[str, Any] | None = None
+    objects: list[ResultObject] | None = None
+    objects_truncated: bool | None = None
+    differential_privacy: dict[str, Any] | None = None
+    errors: list[FieldProblem] | None = None
+    reason: str | None = None
+
+    @property
+    def duration_ms(self) -> int | None:
+        value = (self.statistics or {}).get("totalDurationInMillis")
+        return int(value) if isinstance(value, int | float) else None
+
+    @property
+    def crpu_units(self) -> float | None:
+        billed = (self.statistics or {}).get("billedResourceUtilization") or {}
+        value = billed.get("units") if isinstance(billed, dict) else None
+        return float(value) if isinstance(value, int | float) else None
+
+
+class Run(_Model):
+    run_id: str
+    revision: int = 0
+    state: RunState
+    attempt: int = 1
+    max_attempts: int = 2
+    created_at: datetime
+    updated_at: datetime
+
+    # The trigger and the spec object version it names.
+    trigger_type: TriggerType
+    trigger_time: datetime
+    trigger_id: str | None = None
+    spec_bucket: str
+    spec_key: str
+    spec_version_id: str | None = None
+    spec_etag: str | None = None
+    spec_name: str
+    membership_id: str | None = None
+    max_runtime_minutes: int | None = None
+    notify_attributes: dict[str, str] = Field(default_factory=dict)
+
+    # Start intent and bookkeeping.
+    starting_at: datetime | None = None
+    request: dict[str, Any] | None = None  # rendered request with parameter values redacted
+    request_fingerprint: str | None = None
+    fingerprint_salt: str | None = None
+    retry_after: datetime | None = None
+    deferrals: int = 0
+    past_query_ids: list[str] = Field(default_factory=list)
+
+    # The query of the current attempt.
+    query_id: str | None = None
+    membership_arn: str | None = None
+    query_create_time: datetime | None = None
+    query_status: str | None = None
+    cancel_requested_at: datetime | None = None
+    cancel_reason: str | None = None
+
+    # The end and its notification.
+    outcome: Outcome | None = None
+    notify_state: NotifyState | None = None
+    notify_lease_until: datetime | None = None
+    notified_at: datetime | None = None
+    expires_at: int | None = None  # DynamoDB TTL, epoch seconds
+
+    @property
+    def spec_source(self) -> str:
+        return f"s3://{self.spec_bucket}/{self.spec_key}"
+
+    @property
+    def in_flight_since(self) -> str:
+        """The InFlight index's sort key: oldest first, so queued runs start in arrival order."""
+        return in_flight_since(self.created_at, self.run_id)
+
+    @property
+    def in_flight(self) -> bool:
+        """Whether the tracker still has work on this run (the InFlight index holds it)."""
+        return self.state is not RunState.ENDED or self.notify_state is not NotifyState.SENT
+
+    @property
+    def notification_id(self) -> str | None:
+        if self.outcome is None:
+            return None
+        return f"{self.run_id}:{self.attempt}:{self.outcome.event}"
+
+    def evolve(self, now: datetime, **changes: Any) -> Run:
+        """A copy with `changes` applied and `updated_at` set; `revision` stays the one read."""
+        return self.model_copy(update={**changes, "updated_at": now})
+
+    def needs_notification(self, now: datetime) -> bool:
+        if self.state is not RunState.ENDED or self.notify_state is NotifyState.SENT:
+            return False
+        if self.notify_state is NotifyState.CLAIMED:
+            return self.notify_lease_until is None or self.notify_lease_until <= now
+        return True
+
+
+def in_flight_since(created_at: datetime, run_id: str) -> str:
+    # A fixed-width UTC timestamp, so the index's string order is time order.
+    return f"{created_at.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ}#{run_id}"
+
+
+def _digest(*parts: str) -> str:
+    # NUL separates the parts so ("ab", "c") and ("a", "bc") differ.
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+def upload_run_id(bucket: str, key: str, version_or_etag: str) -> str:
+    return "s3:" + _digest(bucket, key, version_or_etag)
+
+
+def schedule_run_id(spec_key: str, scheduled_time: datetime) -> str:
+    return "schedule:" + _digest(spec_key, scheduled_time.astimezone(UTC).isoformat())
+
+
+def expiry(now: datetime, retention_days: int) -> int:
+    return int((now + timedelta(days=retention_days)).timestamp())
+
+
+class Ledger(Protocol):
+    """Where runs live. `crq.adapters.dynamodb.DynamoLedger` is the real one."""
+
+    def create(self, run: Run) -> Run | None:
+        """Store a new run (revision 1) and return it as stored; None (and nothing written) if
+        a run with its id exists."""
+        ...
+
+    def get(self, run_id: str) -> Run | None: ...
+
+    def save(self, run: Run) -> Run:
+        """Replace the stored run if its revision is still `run.revision`, else raise
+        `StaleRun`. Returns the stored run (revision + 1)."""
+        ...
+
+    def in_flight(self) -> list[Run]:
+        """Every run the tracker still has work on, oldest first (the InFlight index)."""
+        ...
+
+    def find_by_query(self, query_id: str) -> Run | None:
+        """The run whose current query is `query_id` (the ByQuery index)."""
+        ...

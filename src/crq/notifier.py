@@ -1,0 +1,330 @@
+"""The notification contract (version "1") and its delivery, exactly once per ended run.
+
+The body is built from the run alone (its stored `Outcome`), so a re-published notification is
+byte-for-byte the first one, with the same `notificationId`. Delivery follows the claim protocol:
+claim (conditional write: PENDING, or CLAIMED with an expired lease -> CLAIMED with a new lease),
+publish, then SENT (which also takes the run out of the InFlight index and sets its TTL). A
+publish that fails leaves the claim; a later track re-publishes once the lease has passed.
+docs/notifications.md documents the contract for subscribers.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
+
+from crq.errors import PublishFailed, StaleRun
+from crq.ledger import (
+    ErrorInfo,
+    FieldProblem,
+    NotifyState,
+    Outcome,
+    ResultObject,
+    Run,
+    RunEvent,
+    RunState,
+    expiry,
+)
+from crq.ports import Pipeline
+
+logger = Logger(child=True)
+
+SUBJECT_LIMIT = 100
+
+# The word after the spec name in the Subject, and the `status` message attribute.
+STATUS_WORDS: dict[RunEvent, str] = {
+    RunEvent.QUERY_SUCCEEDED: "SUCCEEDED",
+    RunEvent.QUERY_FAILED: "FAILED",
+    RunEvent.QUERY_CANCELLED: "CANCELLED",
+    RunEvent.QUERY_TIMED_OUT: "TIMED_OUT",
+    RunEvent.SPEC_REJECTED: "REJECTED",
+    RunEvent.START_FAILED: "START_FAILED",
+}
+
+# Message attributes crq always sets; a spec's `notify` attributes cannot replace them.
+RESERVED_ATTRIBUTES = ("event", "status", "membershipId", "specName")
+# SNS accepts at most 10 message attributes per message.
+MAX_ATTRIBUTES = 10
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        field_title_generator=lambda name, _info: to_camel(name),
+    )
+
+
+class NotificationSpec(_Body):
+    name: str = Field(description="The spec's `name` (default: the file's stem).")
+    source: str = Field(description="s3://bucket/key of the spec file.")
+    version: str | None = Field(None, description="S3 version id of the spec object.")
+
+
+class NotificationTrigger(_Body):
+    type: Literal["s3", "schedule"]
+    time: datetime = Field(description="Upload time, or the schedule's scheduled time.")
+
+
+class NotificationQuery(_Body):
+    id: str | None = Field(None, description="Protected query id (absent if none started).")
+    membership_id: str | None = None
+    membership_arn: str | None = None
+    status: str | None = Field(None, description="ProtectedQueryStatus when it ended.")
+    create_time: datetime | None = None
+    attempt: int = Field(description="Which attempt this is, from 1.")
+    max_attempts: int = Field(description="Attempts allowed by the spec's maxAttempts.")
+
+
+class NotificationResult(_Body):
+    output: dict[str, Any] = Field(description="GetProtectedQuery result.output, as is.")
+    objects: list[ResultObject] | None = Field(
+        None, description="Files written under the output's S3 location(s): uri and size."
+    )
+    objects_truncated: bool | None = Field(
+        None, description="True when more files exist than the notification lists."
+    )
+
+
+class NotificationError(_Body):
+    code: str
+    message: str
+    retryable: bool
+
+
+class Notification(_Body):
+    """The JSON body of every message crq publishes. Keys that do not apply are left out."""
+
+    version: Literal["1"] = "1"
+    event: RunEvent
+    notification_id: str = Field(
+        description="<runId>:<attempt>:<event>; identical on every re-publish, so consumers "
+        "can drop the rare duplicate."
+    )
+    time: datetime = Field(description="When crq learned how the run ended.")
+    spec: NotificationSpec
+    trigger: NotificationTrigger
+    query: NotificationQuery | None = None
+    result: NotificationResult | None = None
+    error: NotificationError | None = None
+    statistics: dict[str, Any] | None = Field(
+        None, description="totalDurationInMillis and billedResourceUtilization.units, as is."
+    )
+    differential_privacy: dict[str, Any] | None = None
+    errors: list[FieldProblem] | None = Field(
+        None, description="SPEC_REJECTED: every problem found, with its field path."
+    )
+    reason: str | None = Field(None, description="QUERY_CANCELLED: why the query was cancelled.")
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, exclude_none=True)
+
+
+class _OmittedNotNull(GenerateJsonSchema):
+    """Optional keys are left out of a notification, never null: say so in the schema."""
+
+    def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
+        return self.generate_inner(schema["schema"])
+
+    def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
+        generated = super().default_schema(schema)
+        if generated.get("default") is None:
+            generated.pop("default", None)
+        return generated
+
+
+def notification_schema() -> dict[str, Any]:
+    """The JSON Schema of the notification body (schema/notification.schema.json)."""
+    schema = Notification.model_json_schema(
+        by_alias=True, mode="serialization", schema_generator=_OmittedNotNull
+    )
+    # `version` has a default in the model but is always sent.
+    schema["required"] = ["version", *schema.get("required", [])]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+        "title": "crq notification",
+        "description": "The JSON body of the SNS messages crq publishes when a run ends "
+        "(docs/notifications.md). Keys that do not apply are left out.",
+    }
+
+
+def build_notification(run: Run) -> Notification:
+    outcome = run.outcome
+    if outcome is None or run.notification_id is None:
+        raise ValueError(f"run {run.run_id} has not ended")
+    query: NotificationQuery | None = None
+    if outcome.event is not RunEvent.SPEC_REJECTED:
+        query = NotificationQuery(
+            id=run.query_id,
+            membership_id=run.membership_id,
+            membership_arn=run.membership_arn,
+            status=outcome.query_status,
+            create_time=run.query_create_time,
+            attempt=run.attempt,
+            max_attempts=run.max_attempts,
+        )
+    result = None
+    if outcome.result_output is not None:
+        result = NotificationResult(
+            output=outcome.result_output,
+            objects=outcome.objects,
+            objects_truncated=outcome.objects_truncated,
+        )
+    error = _error(outcome.error)
+    return Notification(
+        event=outcome.event,
+        notification_id=run.notification_id,
+        time=outcome.ended_at,
+        spec=NotificationSpec(
+            name=run.spec_name, source=run.spec_source, version=run.spec_version_id
+        ),
+        trigger=NotificationTrigger(type=run.trigger_type.value, time=run.trigger_time),
+        query=query,
+        result=result,
+        error=error,
+        statistics=outcome.statistics,
+        differential_privacy=outcome.differential_privacy,
+        errors=outcome.errors,
+        reason=outcome.reason,
+    )
+
+
+def _error(error: ErrorInfo | None) -> NotificationError | None:
+    if error is None:
+        return None
+    return NotificationError(code=error.code, message=error.message, retryable=error.retryable)
+
+
+def subject(run: Run) -> str:
+    """`crq: <spec name> <STATUS>`: ASCII, one line, at most 100 characters (SNS rules)."""
+    assert run.outcome is not None
+    status = STATUS_WORDS[run.outcome.event]
+    name = re.sub(r"[^\x20-\x7e]", "?", run.spec_name).strip() or "spec"
+    room = SUBJECT_LIMIT - len("crq: ") - len(status) - 1
+    if len(name) > room:
+        name = name[: room - 3] + "..."
+    return f"crq: {name} {status}"
+
+
+def attributes(run: Run) -> dict[str, str]:
+    assert run.outcome is not None
+    attrs = {
+        "event": run.outcome.event.value,
+        "status": STATUS_WORDS[run.outcome.event],
+        "specName": run.spec_name,
+    }
+    if run.membership_id:
+        attrs["membershipId"] = run.membership_id
+    for name, value in run.notify_attributes.items():
+        if name in RESERVED_ATTRIBUTES or not value:
+            continue
+        if len(attrs) >= MAX_ATTRIBUTES:
+            logger.warning("notify attribute dropped: SNS allows 10", extra={"attribute": name})
+            continue
+        attrs[name] = value
+    return attrs
+
+
+def deliver(run: Run, pipeline: Pipeline) -> Run:
+    """Publish an ended run's notification unless it is sent or claimed by someone else.
+
+    Returns the run as stored afterwards. A lost claim race returns the run unchanged; a publish
+    failure is logged and leaves the claim for a later track (it never raises for it).
+    """
+    now = pipeline.clock()
+    if not run.needs_notification(now):
+        return run
+    try:
+        claimed = pipeline.ledger.save(
+            run.evolve(
+                now,
+                notify_state=NotifyState.CLAIMED,
+                notify_lease_until=now + pipeline.settings.notify_lease,
+            )
+        )
+    except StaleRun:
+        logger.info("notification claimed elsewhere", extra={"runId": run.run_id})
+        return run
+    notification = build_notification(claimed)
+    try:
+        message_id = pipeline.publisher.publish(
+            subject(claimed), notification.to_json(), attributes(claimed)
+        )
+    except PublishFailed:
+        logger.exception(
+            "notification not published; a later track retries it",
+            extra={"runId": run.run_id, "notificationId": notification.notification_id},
+        )
+        return claimed
+    pipeline.metrics.notification_published()
+    logger.info(
+        "notification published",
+        extra={
+            "runId": run.run_id,
+            "notificationId": notification.notification_id,
+            "event": notification.event.value,
+            "messageId": message_id,
+        },
+    )
+    done = pipeline.clock()
+    try:
+        return pipeline.ledger.save(
+            claimed.evolve(
+                done,
+                notify_state=NotifyState.SENT,
+                notify_lease_until=None,
+                notified_at=done,
+                expires_at=expiry(done, pipeline.settings.run_retention_days),
+            )
+        )
+    except StaleRun:
+        # Only a claim whose lease expired mid-publish gets here; the other claimant publishes
+        # the same notificationId again, which consumers drop.
+        logger.warning(
+            "notification sent but marked by another claimant", extra={"runId": run.run_id}
+        )
+        return claimed
+
+
+def end_run(run: Run, outcome: Outcome, pipeline: Pipeline) -> Run | None:
+    """Record how a run ended (notification PENDING), count it, and deliver its notification.
+
+    Returns None if another invocation changed the run first (it owns the ending then).
+    """
+    now = pipeline.clock()
+    try:
+        ended = pipeline.ledger.save(
+            run.evolve(
+                now,
+                state=RunState.ENDED,
+                outcome=outcome,
+                query_status=outcome.query_status or run.query_status,
+                notify_state=NotifyState.PENDING,
+                notify_lease_until=None,
+            )
+        )
+    except StaleRun:
+        logger.info("run ended elsewhere", extra={"runId": run.run_id})
+        return None
+    pipeline.metrics.run_ended(outcome)
+    logger.info(
+        "run ended",
+        extra={
+            "runId": run.run_id,
+            "specName": run.spec_name,
+            "event": outcome.event.value,
+            "attempt": run.attempt,
+            "queryId": run.query_id,
+            "errorCode": outcome.error.code if outcome.error else None,
+        },
+    )
+    return deliver(ended, pipeline)

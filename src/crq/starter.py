@@ -1,0 +1,456 @@
+"""The start use case: from a trigger to a protected query, exactly once per trigger.
+
+1. Ignore quietly what is not ours (another bucket, outside the prefix, not .yaml/.yml/.json, a
+   folder marker, a delete).
+2. The trigger names its run: the runId is derived from the trigger (design.md), so a duplicate
+   delivery finds the run and only helps it along (a QUEUED run may be started; a STARTING one
+   past its grace is reconciled; anything else is left alone).
+3. Read the spec object version, validate, render at the trigger's time. A spec that fails is
+   recorded ENDED (SPEC_REJECTED) and notified; the handler returns normally (no retry).
+4. Record the run QUEUED (conditional put), then start it unless older runs of its membership
+   are queued (first in, first out) or crq's own queries already fill the membership's slots.
+5. Starting: record the intent (QUEUED -> STARTING, conditional, with the time and a fingerprint
+   of the request), call StartProtectedQuery once, record the query id (STARTING -> RUNNING).
+   A deferral (quota, throttling, IAM propagation) puts the run back to QUEUED; a refusal ends
+   it START_FAILED; any other failure leaves it STARTING and propagates, so Lambda retries the
+   event and the tracker reconciles the run (docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from crq.errors import SpecUnreadable, StaleRun, StartDeferred, StartRefused
+from crq.events import NotOurs, SpecScheduled, SpecUploaded, StartTrigger
+from crq.ledger import (
+    ErrorInfo,
+    FieldProblem,
+    NotifyState,
+    Outcome,
+    Run,
+    RunEvent,
+    RunState,
+    TriggerType,
+    schedule_run_id,
+    upload_run_id,
+)
+from crq.notifier import deliver, end_run
+from crq.ports import Pipeline, ProtectedQuery, QuerySummary
+from crq.render import RenderContext
+from crq.safe_load import format_of
+from crq.spec import Spec, SpecInvalid, load_spec, redacted_request, render_request
+
+logger = Logger(child=True)
+
+# Clean Rooms' createTime and the function's clock come from different hosts.
+CLOCK_SKEW = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class StartResult:
+    """What happened, for the handler's return value and logs (never parameter values)."""
+
+    outcome: str  # ignored | rejected | queued | started | start_failed | in_progress | ended
+    run_id: str | None = None
+    query_id: str | None = None
+    detail: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+@dataclass(frozen=True)
+class _Source:
+    run_id: str
+    bucket: str
+    key: str
+    version_id: str | None
+    trigger_type: TriggerType
+    trigger_time: datetime
+    trigger_id: str | None
+
+
+def start_run(trigger: StartTrigger, pipeline: Pipeline) -> StartResult:
+    source = _source_of(trigger, pipeline)
+    if isinstance(source, StartResult):
+        logger.info("event ignored: not ours", extra={"reason": source.detail})
+        return source
+    existing = pipeline.ledger.get(source.run_id)
+    if existing is not None:
+        return _resume(existing, pipeline)
+    return _create(source, pipeline)
+
+
+def _source_of(trigger: StartTrigger, pipeline: Pipeline) -> _Source | StartResult:
+    settings = pipeline.settings
+    match trigger:
+        case NotOurs(reason=reason):
+            return StartResult("ignored", detail=reason)
+        case SpecUploaded() as up:
+            problem = None
+            if up.bucket != settings.specs_bucket:
+                problem = "another bucket"
+            elif not up.key.startswith(settings.specs_prefix):
+                problem = "outside the specs prefix"
+            elif up.key.endswith("/"):
+                problem = "a folder marker"
+            elif format_of(up.key) is None:
+                problem = "not a .yaml, .yml or .json file"
+            if problem:
+                return StartResult("ignored", detail=f"s3://{up.bucket}/{up.key}: {problem}")
+            identity = up.version_id or up.etag or up.event_id
+            return _Source(
+                run_id=upload_run_id(up.bucket, up.key, identity),
+                bucket=up.bucket,
+                key=up.key,
+                version_id=up.version_id,
+                trigger_type=TriggerType.S3,
+                trigger_time=up.time,
+                trigger_id=up.event_id,
+            )
+        case SpecScheduled() as sched:
+            return _Source(
+                run_id=schedule_run_id(sched.spec_key, sched.scheduled_time),
+                bucket=settings.specs_bucket,
+                key=sched.spec_key,
+                version_id=None,  # the object's current version when the schedule fires
+                trigger_type=TriggerType.SCHEDULE,
+                trigger_time=sched.scheduled_time,
+                trigger_id=sched.execution_id or sched.schedule_arn,
+            )
+    raise TypeError(f"unknown trigger {trigger!r}")
+
+
+def _create(source: _Source, pipeline: Pipeline) -> StartResult:
+    now = pipeline.clock()
+    uri = f"s3://{source.bucket}/{source.key}"
+    run = Run(
+        run_id=source.run_id,
+        state=RunState.QUEUED,
+        created_at=now,
+        updated_at=now,
+        trigger_type=source.trigger_type,
+        trigger_time=source.trigger_time,
+        trigger_id=source.trigger_id,
+        spec_bucket=source.bucket,
+        spec_key=source.key,
+        spec_version_id=source.version_id,
+        spec_name=_stem(source.key),
+    )
+    try:
+        obj = pipeline.specs.get_spec(source.bucket, source.key, source.version_id)
+        run = run.model_copy(update={"spec_version_id": obj.version_id, "spec_etag": obj.etag})
+        spec = load_spec(obj.data, uri)
+        run = run.model_copy(update={"spec_name": spec.name})
+        request = render_request(spec, _context(spec, run))
+    except (SpecUnreadable, SpecInvalid) as exc:
+        return _reject_new(run, _problems(exc), pipeline)
+
+    run = run.model_copy(
+        update={
+            "membership_id": request["membershipIdentifier"],
+            "max_attempts": spec.maxAttempts,
+            "max_runtime_minutes": spec.maxRuntimeMinutes
+            or pipeline.settings.default_max_runtime_minutes,
+            "notify_attributes": dict(spec.notify),
+        }
+    )
+    created = pipeline.ledger.create(run)
+    if created is None:
+        return _resume_by_id(run.run_id, pipeline)
+    logger.info("run queued", extra=_log(created))
+    return launch(created, pipeline, spec=spec, wait_for_older=True)
+
+
+def _reject_new(run: Run, problems: list[FieldProblem], pipeline: Pipeline) -> StartResult:
+    now = pipeline.clock()
+    outcome = Outcome(event=RunEvent.SPEC_REJECTED, ended_at=now, errors=problems)
+    rejected = run.evolve(
+        now, state=RunState.ENDED, outcome=outcome, notify_state=NotifyState.PENDING
+    )
+    created = pipeline.ledger.create(rejected)
+    if created is None:
+        return _resume_by_id(run.run_id, pipeline)
+    logger.info("spec rejected", extra={**_log(created), "errors": len(problems)})
+    pipeline.metrics.run_ended(outcome)
+    deliver(created, pipeline)
+    return StartResult("rejected", run_id=run.run_id, detail=f"{len(problems)} error(s)")
+
+
+def _resume_by_id(run_id: str, pipeline: Pipeline) -> StartResult:
+    existing = pipeline.ledger.get(run_id)
+    if existing is None:  # created and already gone: nothing left to do for this trigger
+        return StartResult("ended", run_id=run_id)
+    return _resume(existing, pipeline)
+
+
+def _resume(run: Run, pipeline: Pipeline) -> StartResult:
+    """A trigger delivered again: help the run along, never start a second query."""
+    logger.info("duplicate trigger", extra=_log(run))
+    match run.state:
+        case RunState.QUEUED:
+            return launch(run, pipeline, wait_for_older=True)
+        case RunState.STARTING:
+            run = reconcile_starting(run, pipeline)
+            return StartResult("in_progress", run_id=run.run_id, detail=f"run {run.state}")
+        case RunState.RUNNING:
+            return StartResult("in_progress", run_id=run.run_id, query_id=run.query_id)
+        case RunState.ENDED:
+            deliver(run, pipeline)
+            return StartResult("ended", run_id=run.run_id, query_id=run.query_id)
+    raise AssertionError(run.state)
+
+
+def launch(
+    run: Run, pipeline: Pipeline, *, spec: Spec | None = None, wait_for_older: bool = False
+) -> StartResult:
+    """Try to start a QUEUED run's query now.
+
+    `wait_for_older`: stay queued behind older queued runs of the membership, and while crq's own
+    queries fill its slots (the start path; the tracker, which counts slots itself, passes False).
+    """
+    now = pipeline.clock()
+    if run.retry_after is not None and run.retry_after > now:
+        return StartResult("queued", run_id=run.run_id, detail="waiting to retry")
+    if wait_for_older:
+        reason = _reason_to_wait(run, pipeline)
+        if reason:
+            pipeline.metrics.start_queued()
+            logger.info("run stays queued", extra={**_log(run), "reason": reason})
+            return StartResult("queued", run_id=run.run_id, detail=reason)
+    if spec is None:
+        try:
+            obj = pipeline.specs.get_spec(run.spec_bucket, run.spec_key, run.spec_version_id)
+            spec = load_spec(obj.data, run.spec_source)
+        except (SpecUnreadable, SpecInvalid) as exc:
+            end_run(run, _rejection(_problems(exc), now), pipeline)
+            return StartResult("rejected", run_id=run.run_id)
+    try:
+        request = render_request(spec, _context(spec, run))
+    except SpecInvalid as exc:
+        end_run(run, _rejection(_problems(exc), now), pipeline)
+        return StartResult("rejected", run_id=run.run_id)
+
+    salt = run.fingerprint_salt or secrets.token_hex(16)
+    try:
+        starting = pipeline.ledger.save(
+            run.evolve(
+                now,
+                state=RunState.STARTING,
+                starting_at=now,
+                request=redacted_request(request),
+                request_fingerprint=request_fingerprint(request, salt),
+                fingerprint_salt=salt,
+                retry_after=None,
+            )
+        )
+    except StaleRun:
+        logger.info("run taken by another invocation", extra=_log(run))
+        return StartResult("in_progress", run_id=run.run_id)
+
+    try:
+        query = pipeline.queries.start_query(request)
+    except StartDeferred as exc:
+        return _defer(starting, exc, pipeline)
+    except StartRefused as exc:
+        error = ErrorInfo(code=exc.code, message=exc.message, retryable=False)
+        outcome = Outcome(event=RunEvent.START_FAILED, ended_at=pipeline.clock(), error=error)
+        end_run(starting, outcome, pipeline)
+        return StartResult("start_failed", run_id=run.run_id, detail=exc.code)
+    running = mark_running(starting, query, pipeline)
+    return StartResult("started", run_id=running.run_id, query_id=query.id)
+
+
+def mark_running(run: Run, query: ProtectedQuery | QuerySummary, pipeline: Pipeline) -> Run:
+    now = pipeline.clock()
+    try:
+        running = pipeline.ledger.save(
+            run.evolve(
+                now,
+                state=RunState.RUNNING,
+                query_id=query.id,
+                membership_arn=query.membership_arn,
+                query_create_time=query.create_time,
+                query_status=query.status,
+                deferrals=0,
+            )
+        )
+    except StaleRun:
+        # Another invocation moved the run while the call was in flight; it cannot have
+        # re-queued it (that needs the grace to pass, which exceeds the function timeout).
+        logger.error(
+            "query started but the run changed meanwhile", extra={**_log(run), "queryId": query.id}
+        )
+        raise
+    pipeline.metrics.query_started()
+    logger.info("query started", extra={**_log(running), "queryId": query.id})
+    return running
+
+
+def _defer(run: Run, exc: StartDeferred, pipeline: Pipeline) -> StartResult:
+    settings = pipeline.settings
+    now = pipeline.clock()
+    retry_after: datetime | None = None
+    deferrals = run.deferrals
+    if exc.code == StartDeferred.IAM_DELAY:
+        deferrals += 1
+        if deferrals > settings.iam_max_deferrals:
+            error = ErrorInfo(code=exc.code, message=exc.message, retryable=False)
+            end_run(run, Outcome(event=RunEvent.START_FAILED, ended_at=now, error=error), pipeline)
+            return StartResult("start_failed", run_id=run.run_id, detail=exc.code)
+        retry_after = now + settings.iam_retry_after
+    elif exc.code == StartDeferred.THROTTLED:
+        retry_after = now + settings.throttle_retry_after
+    pipeline.ledger.save(
+        run.evolve(
+            now,
+            state=RunState.QUEUED,
+            starting_at=None,
+            retry_after=retry_after,
+            deferrals=deferrals,
+        )
+    )
+    pipeline.metrics.start_queued()
+    logger.info("start deferred; run queued", extra={**_log(run), "code": exc.code})
+    return StartResult("queued", run_id=run.run_id, detail=exc.code)
+
+
+def _reason_to_wait(run: Run, pipeline: Pipeline) -> str | None:
+    same = [
+        other
+        for other in pipeline.ledger.in_flight()
+        if other.membership_id == run.membership_id and other.run_id != run.run_id
+    ]
+    older = [
+        o for o in same if o.state is RunState.QUEUED and o.in_flight_since < run.in_flight_since
+    ]
+    if older:
+        return f"behind {len(older)} older queued run(s)"
+    busy = [o for o in same if o.state in (RunState.STARTING, RunState.RUNNING)]
+    if len(busy) >= pipeline.settings.membership_query_cap:
+        return f"{len(busy)} crq queries already hold the membership's slots"
+    return None
+
+
+def reconcile_starting(
+    run: Run, pipeline: Pipeline, listed: list[QuerySummary] | None = None
+) -> Run:
+    """Settle a run whose StartProtectedQuery call may or may not have taken effect.
+
+    Only once the grace has passed (no call of the run can still be in flight): a query of the
+    membership created in [startingAt - skew, startingAt + grace], unknown to the ledger, whose
+    request matches the run's fingerprint, is the run's query (RUNNING); if none exists, the call
+    never took effect and the run is QUEUED again, attempt unchanged.
+    """
+    assert run.starting_at is not None and run.membership_id is not None
+    now = pipeline.clock()
+    grace = pipeline.settings.starting_grace
+    if now < run.starting_at + grace:
+        return run
+    low, high = run.starting_at - CLOCK_SKEW, run.starting_at + grace
+    if listed is None:
+        listed = pipeline.queries.list_queries(run.membership_id, not_before=low)
+    candidates = sorted(
+        (q for q in listed if low <= q.create_time <= high and q.id not in run.past_query_ids),
+        key=lambda q: q.create_time,
+    )
+    for candidate in candidates:
+        if pipeline.ledger.find_by_query(candidate.id) is not None:
+            continue
+        query = pipeline.queries.get_query(run.membership_id, candidate.id)
+        if fingerprint_matches(run, query):
+            logger.info(
+                "start reconciled: the query exists", extra={**_log(run), "queryId": query.id}
+            )
+            try:
+                return mark_running(run, query, pipeline)
+            except StaleRun:
+                return run
+    logger.info("start reconciled: no query was created; queued again", extra=_log(run))
+    try:
+        return pipeline.ledger.save(run.evolve(now, state=RunState.QUEUED, starting_at=None))
+    except StaleRun:
+        return run
+
+
+def request_fingerprint(request: Mapping[str, Any], salt: str) -> str:
+    """`<what>:<where>`: keyed hashes of the query (text or template ARN, parameters with their
+    values) and of the result destinations. Parameter values are sensitive, so only a salted
+    hash of them is stored."""
+    sql = request.get("sqlParameters") or {}
+    what = {
+        "query": sql.get("queryString") or sql.get("analysisTemplateArn") or "",
+        "parameters": sql.get("parameters") or {},
+    }
+    return f"{_keyed(salt, what)}:{_keyed(salt, _destinations(request))}"
+
+
+def fingerprint_matches(run: Run, query: ProtectedQuery) -> bool:
+    if not run.request_fingerprint or not run.fingerprint_salt:
+        return False
+    expected_what, _, expected_where = run.request_fingerprint.partition(":")
+    seen = {"sqlParameters": query.sql_parameters or {}}
+    if query.result_configuration is not None:
+        seen["resultConfiguration"] = query.result_configuration
+    what, _, where = request_fingerprint(seen, run.fingerprint_salt).partition(":")
+    if not hmac.compare_digest(what, expected_what):
+        return False
+    # Destinations are compared only when Clean Rooms returns them.
+    return query.result_configuration is None or hmac.compare_digest(where, expected_where)
+
+
+def _destinations(request: Mapping[str, Any]) -> list[list[str]]:
+    output = (request.get("resultConfiguration") or {}).get("outputConfiguration") or {}
+    locations = [output, *((output.get("distribute") or {}).get("locations") or [])]
+    found = []
+    for location in locations:
+        if s3 := location.get("s3"):
+            found.append(["s3", s3.get("bucket", ""), s3.get("keyPrefix", "")])
+        if member := location.get("member"):
+            found.append(["member", member.get("accountId", "")])
+    return sorted(found)
+
+
+def _keyed(salt: str, value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hmac.new(salt.encode(), canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def _context(spec: Spec, run: Run) -> RenderContext:
+    return spec.render_context(run.trigger_time, run.trigger_type.value)
+
+
+def _problems(exc: SpecUnreadable | SpecInvalid) -> list[FieldProblem]:
+    if isinstance(exc, SpecUnreadable):
+        return [FieldProblem(field="", message=exc.reason)]
+    return [FieldProblem(field=e.field, message=e.message) for e in exc.errors]
+
+
+def _rejection(problems: list[FieldProblem], now: datetime) -> Outcome:
+    return Outcome(event=RunEvent.SPEC_REJECTED, ended_at=now, errors=problems)
+
+
+def _stem(key: str) -> str:
+    name = key.rsplit("/", 1)[-1]
+    dot = name.rfind(".")
+    return name[:dot] if dot > 0 else name
+
+
+def _log(run: Run) -> dict[str, Any]:
+    return {
+        "runId": run.run_id,
+        "spec": run.spec_source,
+        "specName": run.spec_name,
+        "state": run.state.value,
+        "attempt": run.attempt,
+        "membershipId": run.membership_id,
+    }

@@ -1,0 +1,385 @@
+"""The track use case: learn how in-flight runs are doing, end them, fill free slots, notify.
+
+Per membership with runs in flight, one `ListProtectedQueries` (newest first, paging only until
+past the oldest query it needs), then `GetProtectedQuery` only for runs whose query the list
+shows ended, or does not show at all. From the same list it counts the membership's active
+queries (crq's or not) and starts queued runs, oldest first, into the free slots.
+
+Also here: the max runtime (cancel once, notify QUERY_CANCELLED with the reason), retries of
+attempts that failed with a retryable error, reconciliation of STARTING runs past their grace,
+and re-publishing notifications whose claim expired.
+
+The fast path (an `aws.cleanrooms` event) is a wake-up for one (membership, query): re-read that
+query, end its run if it ended, and, if the membership has queued runs, do the membership's pass.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from crq.errors import CrqError, QueryAlreadyEnded, QueryNotFound, ResultsUnavailable, StaleRun
+from crq.events import QueryChanged, TrackAll, TrackRequest
+from crq.ledger import ErrorInfo, Outcome, ResultObject, Run, RunEvent, RunState
+from crq.notifier import deliver, end_run
+from crq.ports import ACTIVE_STATUSES, Pipeline, ProtectedQuery, QuerySummary
+from crq.starter import CLOCK_SKEW, launch, reconcile_starting
+
+logger = Logger(child=True)
+
+EVENTS_BY_STATUS = {
+    "SUCCESS": RunEvent.QUERY_SUCCEEDED,
+    "FAILED": RunEvent.QUERY_FAILED,
+    "CANCELLED": RunEvent.QUERY_CANCELLED,
+    "TIMED_OUT": RunEvent.QUERY_TIMED_OUT,
+}
+# Error codes of failed queries worth one more attempt when Clean Rooms does not say
+# (`error.retry.retryable` is newer than the botocore model crq is built against).
+TRANSIENT_ERROR_CODES = frozenset(
+    {
+        "INTERNAL_ERROR",
+        "INTERNAL_SERVER_ERROR",
+        "INTERNAL_SERVICE_ERROR",
+        "SERVICE_UNAVAILABLE",
+        "INSUFFICIENT_CAPACITY",
+        "CAPACITY_UNAVAILABLE",
+        "THROTTLED",
+        "THROTTLING",
+    }
+)
+QUERY_NOT_FOUND = "QUERY_NOT_FOUND"
+# The notification lists at most this many result files (an SNS message is at most 256 KiB).
+MAX_RESULT_OBJECTS = 500
+
+
+@dataclass
+class TrackSummary:
+    in_flight: int = 0
+    memberships: int = 0
+    ended: int = 0
+    started: int = 0
+    retried: int = 0
+    cancelled: int = 0
+    notified: int = 0
+    failures: list[str] = field(default_factory=list)
+    ignored: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "inFlight": self.in_flight,
+            "memberships": self.memberships,
+            "ended": self.ended,
+            "started": self.started,
+            "retried": self.retried,
+            "cancelled": self.cancelled,
+            "notified": self.notified,
+        }
+        if self.failures:
+            out["failures"] = self.failures
+        if self.ignored:
+            out["ignored"] = self.ignored
+        return out
+
+
+class TrackIncomplete(CrqError):
+    """Some memberships could not be tracked; the others were. Raised at the end of a pass so
+    the invocation fails visibly (and the next tick tries again)."""
+
+
+def track_in_flight(pipeline: Pipeline, request: TrackRequest | None = None) -> TrackSummary:
+    request = request or TrackAll("tick")
+    runs = pipeline.ledger.in_flight()
+    summary = TrackSummary(in_flight=len(runs))
+    if isinstance(request, QueryChanged):
+        _wake_up(request, runs, pipeline, summary)
+    else:
+        groups: dict[str, list[Run]] = defaultdict(list)
+        for run in runs:
+            if run.state is not RunState.ENDED and run.membership_id:
+                groups[run.membership_id].append(run)
+        summary.memberships = len(groups)
+        for membership_id, group in groups.items():
+            _guarded(membership_id, group, pipeline, summary)
+        for run in runs:
+            if run.state is RunState.ENDED:
+                _notify(run, pipeline, summary)
+    if summary.failures:
+        raise TrackIncomplete("; ".join(summary.failures))
+    return summary
+
+
+def _wake_up(
+    event: QueryChanged, runs: list[Run], pipeline: Pipeline, summary: TrackSummary
+) -> None:
+    run = next((r for r in runs if r.query_id == event.query_id), None)
+    if run is None or run.membership_id != event.membership_id:
+        # Not a query crq knows (or one it already finished): nothing to do.
+        summary.ignored = "query not in flight"
+        logger.debug("status event ignored", extra={"queryId": event.query_id})
+        return
+    summary.memberships = 1
+    after: Run | None = run
+    if run.state is RunState.RUNNING:
+        try:
+            query = pipeline.queries.get_query(event.membership_id, event.query_id)
+        except QueryNotFound as exc:
+            after = _end_not_found(run, exc, pipeline, summary)
+        else:
+            try:
+                if query.ended:
+                    after = _finish(run, query, pipeline, summary)
+            except StaleRun:
+                return  # the scheduled track got there first
+    elif run.state is RunState.ENDED:
+        _notify(run, pipeline, summary)
+    # The ended query freed a slot: if the membership has queued runs, do its pass now.
+    current = [after if r.run_id == run.run_id else r for r in runs]
+    group = [
+        r
+        for r in current
+        if r is not None
+        and r.membership_id == event.membership_id
+        and r.state is not RunState.ENDED
+    ]
+    if any(r.state is RunState.QUEUED for r in group):
+        _guarded(event.membership_id, group, pipeline, summary)
+
+
+def _guarded(
+    membership_id: str, group: list[Run], pipeline: Pipeline, summary: TrackSummary
+) -> None:
+    # One membership failing (e.g. access removed) must not stop the others from being tracked.
+    try:
+        _track_membership(membership_id, group, pipeline, summary)
+    except Exception as exc:
+        logger.exception("membership not tracked", extra={"membershipId": membership_id})
+        summary.failures.append(f"{membership_id}: {type(exc).__name__}")
+
+
+def _track_membership(
+    membership_id: str, runs: list[Run], pipeline: Pipeline, summary: TrackSummary
+) -> None:
+    now = pipeline.clock()
+    grace = pipeline.settings.starting_grace
+    running = [r for r in runs if r.state is RunState.RUNNING]
+    starting = [r for r in runs if r.state is RunState.STARTING]
+    overdue_starting = [r for r in starting if r.starting_at and r.starting_at + grace <= now]
+
+    listed = pipeline.queries.list_queries(
+        membership_id, not_before=_oldest_needed(running, overdue_starting)
+    )
+    by_id = {q.id: q for q in listed}
+
+    requeued: list[Run] = []
+    for run in running:
+        try:
+            after = _track_running(run, by_id.get(run.query_id or ""), pipeline, summary)
+        except StaleRun:
+            continue  # another invocation changed it; the next pass sees the result
+        if after is not None and after.state is RunState.QUEUED:
+            requeued.append(after)
+    for run in overdue_starting:
+        after = reconcile_starting(run, pipeline, listed)
+        if after.state is RunState.QUEUED:
+            requeued.append(after)
+
+    active = sum(1 for q in listed if q.status in ACTIVE_STATUSES)
+    # A STARTING run inside its grace may hold a slot the list does not show yet.
+    active += len(starting) - len(overdue_starting)
+    free = pipeline.settings.membership_query_cap - active
+    queued = sorted(
+        [r for r in runs if r.state is RunState.QUEUED] + requeued, key=lambda r: r.in_flight_since
+    )
+    ready = [r for r in queued if r.retry_after is None or r.retry_after <= now]
+    logger.info(
+        "membership tracked",
+        extra={
+            "membershipId": membership_id,
+            "running": len(running),
+            "starting": len(starting),
+            "queued": len(queued),
+            "activeQueries": active,
+            "freeSlots": max(free, 0),
+        },
+    )
+    for run in ready[: max(free, 0)]:
+        result = launch(run, pipeline)
+        if result.outcome == "started":
+            summary.started += 1
+        elif result.outcome == "queued":
+            break  # Clean Rooms says the membership is full after all: wait for the next pass
+
+
+def _oldest_needed(running: list[Run], starting: list[Run]) -> datetime | None:
+    times = [r.query_create_time for r in running if r.query_create_time is not None]
+    times += [r.starting_at - CLOCK_SKEW for r in starting if r.starting_at is not None]
+    return min(times) if times else None
+
+
+def _track_running(
+    run: Run, listed: QuerySummary | None, pipeline: Pipeline, summary: TrackSummary
+) -> Run | None:
+    assert run.membership_id is not None and run.query_id is not None
+    if listed is None or listed.ended:
+        try:
+            query = pipeline.queries.get_query(run.membership_id, run.query_id)
+        except QueryNotFound as exc:
+            return _end_not_found(run, exc, pipeline, summary)
+        if query.ended:
+            return _finish(run, query, pipeline, summary)
+        listed = query
+    return _enforce_max_runtime(run, listed, pipeline, summary)
+
+
+def _enforce_max_runtime(
+    run: Run, query: QuerySummary, pipeline: Pipeline, summary: TrackSummary
+) -> Run | None:
+    assert run.membership_id is not None and run.query_id is not None
+    limit = run.max_runtime_minutes or pipeline.settings.default_max_runtime_minutes
+    now = pipeline.clock()
+    if run.cancel_requested_at is not None or now - query.create_time < timedelta(minutes=limit):
+        return run
+    reason = f"ran longer than maxRuntimeMinutes ({limit} minutes)"
+    try:
+        pipeline.queries.cancel_query(run.membership_id, run.query_id)
+    except QueryAlreadyEnded:
+        current = pipeline.queries.get_query(run.membership_id, run.query_id)
+        if current.ended:
+            return _finish(run, current, pipeline, summary)
+        # Already CANCELLING: an earlier request of crq's whose record was lost, or someone
+        # else's. Either way it is being cancelled; record it with crq's reason.
+    summary.cancelled += 1
+    logger.info(
+        "query cancelled", extra={"runId": run.run_id, "queryId": run.query_id, "reason": reason}
+    )
+    return pipeline.ledger.save(run.evolve(now, cancel_requested_at=now, cancel_reason=reason))
+
+
+def _finish(
+    run: Run, query: ProtectedQuery, pipeline: Pipeline, summary: TrackSummary
+) -> Run | None:
+    """End a run whose query ended, or queue its next attempt if the failure is transient."""
+    now = pipeline.clock()
+    error = None
+    if query.error_code or query.error_message:
+        code = query.error_code or "UNKNOWN"
+        retryable = (
+            query.error_retryable
+            if query.error_retryable is not None
+            else code.upper() in TRANSIENT_ERROR_CODES
+        )
+        error = ErrorInfo(code=code, message=query.error_message or "", retryable=retryable)
+    if (
+        query.status == "FAILED"
+        and error is not None
+        and error.retryable
+        and run.attempt < run.max_attempts
+    ):
+        return _retry(run, query, pipeline, summary)
+
+    objects: list[ResultObject] | None = None
+    truncated: bool | None = None
+    if query.status == "SUCCESS" and query.result_output:
+        try:
+            objects, truncated = _result_objects(query.result_output, pipeline)
+        except ResultsUnavailable as exc:
+            # Tell the user the query ended, without the file list, rather than not at all.
+            logger.warning(
+                "result objects not listed",
+                extra={"runId": run.run_id, "location": exc.location, "reason": exc.reason},
+            )
+    reason = None
+    if query.status == "CANCELLED":
+        reason = run.cancel_reason or "cancelled outside crq"
+    outcome = Outcome(
+        event=EVENTS_BY_STATUS[query.status],
+        ended_at=now,
+        query_status=query.status,
+        error=error,
+        statistics=query.statistics,
+        result_output=query.result_output,
+        objects=objects,
+        objects_truncated=truncated or None,
+        differential_privacy=query.differential_privacy,
+        reason=reason,
+    )
+    ended = end_run(run.evolve(now, membership_arn=query.membership_arn), outcome, pipeline)
+    if ended is not None:
+        summary.ended += 1
+        if ended.notified_at is not None:
+            summary.notified += 1
+    return ended
+
+
+def _retry(run: Run, query: ProtectedQuery, pipeline: Pipeline, summary: TrackSummary) -> Run:
+    now = pipeline.clock()
+    again = pipeline.ledger.save(
+        run.evolve(
+            now,
+            state=RunState.QUEUED,
+            attempt=run.attempt + 1,
+            past_query_ids=[*run.past_query_ids, query.id],
+            query_id=None,
+            query_create_time=None,
+            query_status=None,
+            starting_at=None,
+            cancel_requested_at=None,
+            cancel_reason=None,
+        )
+    )
+    summary.retried += 1
+    pipeline.metrics.query_retried()
+    logger.info(
+        "attempt failed with a transient error; queued again",
+        extra={
+            "runId": run.run_id,
+            "queryId": query.id,
+            "errorCode": query.error_code,
+            "attempt": again.attempt,
+            "maxAttempts": again.max_attempts,
+        },
+    )
+    return again
+
+
+def _end_not_found(
+    run: Run, exc: QueryNotFound, pipeline: Pipeline, summary: TrackSummary
+) -> Run | None:
+    error = ErrorInfo(
+        code=QUERY_NOT_FOUND,
+        message=f"Clean Rooms no longer knows protected query {exc.query_id}",
+        retryable=False,
+    )
+    outcome = Outcome(event=RunEvent.QUERY_FAILED, ended_at=pipeline.clock(), error=error)
+    ended = end_run(run, outcome, pipeline)
+    if ended is not None:
+        summary.ended += 1
+    return ended
+
+
+def _result_objects(output: dict[str, Any], pipeline: Pipeline) -> tuple[list[ResultObject], bool]:
+    locations = []
+    for holder in (output, output.get("distribute") or {}):
+        location = (holder.get("s3") or {}).get("location")
+        if isinstance(location, str) and location.startswith("s3://"):
+            locations.append(location)
+    objects: list[ResultObject] = []
+    truncated = False
+    for location in locations:
+        room = MAX_RESULT_OBJECTS - len(objects)
+        if room <= 0:
+            return objects, True
+        found, more = pipeline.results.list_objects(location, room)
+        objects.extend(found)
+        truncated = truncated or more
+    return objects, truncated
+
+
+def _notify(run: Run, pipeline: Pipeline, summary: TrackSummary) -> None:
+    after = deliver(run, pipeline)
+    if after.notified_at is not None and run.notified_at is None:
+        summary.notified += 1

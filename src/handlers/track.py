@@ -1,0 +1,38 @@
+"""Track function: the backstop schedule, or an `aws.cleanrooms` status event (a wake-up).
+
+Parses the event, calls `crq.tracker.track_in_flight`, returns a small summary.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from crq.adapters import build_pipeline
+from crq.events import parse_track_event
+from crq.ports import Pipeline
+from crq.settings import Settings
+from crq.tracker import track_in_flight
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+
+
+@lru_cache(maxsize=1)
+def pipeline() -> Pipeline:
+    """The collaborators, built once per cold start (a missing setting fails here, by name)."""
+    return build_pipeline(Settings.from_env(), metrics)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = parse_track_event(event)
+    summary = track_in_flight(pipeline(), request)
+    logger.info("track handled", extra=summary.as_dict())
+    return summary.as_dict()

@@ -1,0 +1,382 @@
+"""In-memory collaborators for the pipeline's unit tests.
+
+They keep the contracts of the real adapters (conditional writes by revision, newest-first
+listing, errors as domain exceptions) and record what was asked of them, so tests assert on what
+a user would see: the ledger row, the queries started, the messages published.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from crq.errors import (
+    PublishFailed,
+    QueryAlreadyEnded,
+    QueryNotFound,
+    SpecUnreadable,
+    StaleRun,
+)
+from crq.ledger import Outcome, ResultObject, Run
+from crq.ports import TERMINAL_STATUSES, Pipeline, ProtectedQuery, QuerySummary, SpecObject
+from crq.settings import Settings
+
+MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"
+OTHER_MEMBERSHIP = "0b7d5e21-93c4-4f0a-8e6d-5c1a2f9b4e38"
+BUCKET = "crq-specs"
+T0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> datetime:
+        self.now += timedelta(**kwargs)
+        return self.now
+
+
+class FakeLedger:
+    def __init__(self) -> None:
+        self.rows: dict[str, Run] = {}
+        self.writes = 0
+
+    def create(self, run: Run) -> Run | None:
+        if run.run_id in self.rows:
+            return None
+        stored = run.model_copy(update={"revision": 1})
+        self.rows[run.run_id] = stored
+        self.writes += 1
+        return stored
+
+    def get(self, run_id: str) -> Run | None:
+        return self.rows.get(run_id)
+
+    def save(self, run: Run) -> Run:
+        current = self.rows.get(run.run_id)
+        if current is None or current.revision != run.revision:
+            raise StaleRun(run.run_id, run.revision)
+        stored = run.model_copy(update={"revision": run.revision + 1})
+        self.rows[run.run_id] = stored
+        self.writes += 1
+        return stored
+
+    def in_flight(self) -> list[Run]:
+        return sorted(
+            (r for r in self.rows.values() if r.in_flight), key=lambda r: r.in_flight_since
+        )
+
+    def find_by_query(self, query_id: str) -> Run | None:
+        return next((r for r in self.rows.values() if r.query_id == query_id), None)
+
+    def only(self) -> Run:
+        assert len(self.rows) == 1, list(self.rows)
+        return next(iter(self.rows.values()))
+
+
+@dataclass
+class FakeQuery:
+    id: str
+    membership_id: str
+    create_time: datetime
+    status: str
+    request: dict[str, Any]
+    error: dict[str, Any] | None = None
+    result_output: dict[str, Any] | None = None
+    statistics: dict[str, Any] | None = None
+
+    def summary(self) -> QuerySummary:
+        return QuerySummary(
+            id=self.id,
+            membership_id=self.membership_id,
+            membership_arn=membership_arn(self.membership_id),
+            create_time=self.create_time,
+            status=self.status,
+        )
+
+    def full(self) -> ProtectedQuery:
+        return ProtectedQuery(
+            **self.summary().model_dump(),
+            sql_parameters=self.request.get("sqlParameters"),
+            result_configuration=self.request.get("resultConfiguration"),
+            statistics=self.statistics,
+            result_output=self.result_output,
+            error_code=(self.error or {}).get("code"),
+            error_message=(self.error or {}).get("message"),
+            error_retryable=(self.error or {}).get("retryable"),
+        )
+
+
+def membership_arn(membership_id: str) -> str:
+    return f"arn:aws:cleanrooms:us-east-1:111111111111:membership/{membership_id}"
+
+
+class FakeCleanRooms:
+    """A tiny Clean Rooms: queries by membership, a cap, scripted start failures, a call log."""
+
+    def __init__(self, clock: Clock, cap: int = 5) -> None:
+        self.clock = clock
+        self.cap = cap
+        self.queries: dict[str, FakeQuery] = {}
+        self.calls: list[tuple[str, str]] = []
+        # Raised by the next start_query calls, in order (None: start normally).
+        self.start_failures: list[Exception | None] = []
+        # Called after a query is created and before start_query returns (to simulate a crash).
+        self.after_create: Callable[[FakeQuery], None] | None = None
+        self.page_size = 100
+        self.cancel_conflict = False
+
+    def add(self, membership_id: str, status: str, created: datetime, **extra: Any) -> FakeQuery:
+        query = FakeQuery(
+            id=str(uuid.uuid4()),
+            membership_id=membership_id,
+            create_time=created,
+            status=status,
+            request=extra.pop("request", {}),
+            **extra,
+        )
+        self.queries[query.id] = query
+        return query
+
+    def end(self, query_id: str, status: str = "SUCCESS", **extra: Any) -> None:
+        query = self.queries[query_id]
+        query.status = status
+        for key, value in extra.items():
+            setattr(query, key, value)
+        if status == "SUCCESS" and query.result_output is None:
+            query.result_output = {"s3": {"location": f"s3://results/{query.id}/"}}
+            query.statistics = {
+                "totalDurationInMillis": 61_000,
+                "billedResourceUtilization": {"units": 0.5},
+            }
+
+    def active(self, membership_id: str) -> int:
+        return sum(
+            1
+            for q in self.queries.values()
+            if q.membership_id == membership_id
+            and q.status in ("SUBMITTED", "STARTED", "CANCELLING")
+        )
+
+    def started(self) -> list[FakeQuery]:
+        return sorted(self.queries.values(), key=lambda q: q.create_time)
+
+    def count(self, operation: str) -> int:
+        return sum(1 for op, _ in self.calls if op == operation)
+
+    # ---- QueryGateway ----
+    def start_query(self, request: Mapping[str, Any]) -> ProtectedQuery:
+        membership_id = request["membershipIdentifier"]
+        self.calls.append(("start", membership_id))
+        if self.start_failures:
+            failure = self.start_failures.pop(0)
+            if failure is not None:
+                raise failure
+        if self.active(membership_id) >= self.cap:
+            from crq.errors import StartDeferred
+
+            raise StartDeferred(StartDeferred.QUOTA, "at most 5 queries")
+        query = self.add(membership_id, "SUBMITTED", self.clock(), request=dict(request))
+        if self.after_create:
+            self.after_create(query)
+        return query.full()
+
+    def list_queries(self, membership_id: str, not_before: datetime | None) -> list[QuerySummary]:
+        ordered = sorted(
+            (q for q in self.queries.values() if q.membership_id == membership_id),
+            key=lambda q: q.create_time,
+            reverse=True,
+        )
+        found: list[QuerySummary] = []
+        for start in itertools.count(0, self.page_size):
+            page = ordered[start : start + self.page_size]
+            self.calls.append(("list", membership_id))
+            found.extend(q.summary() for q in page)
+            more = start + self.page_size < len(ordered)
+            if not more or not_before is None or (page and page[-1].create_time < not_before):
+                break
+        return found
+
+    def get_query(self, membership_id: str, query_id: str) -> ProtectedQuery:
+        self.calls.append(("get", query_id))
+        query = self.queries.get(query_id)
+        if query is None or query.membership_id != membership_id:
+            raise QueryNotFound(membership_id, query_id)
+        return query.full()
+
+    def cancel_query(self, membership_id: str, query_id: str) -> None:
+        self.calls.append(("cancel", query_id))
+        query = self.queries[query_id]
+        if self.cancel_conflict or query.status in TERMINAL_STATUSES:
+            raise QueryAlreadyEnded(query_id, "already ended")
+        query.status = "CANCELLING"
+
+
+class FakeSpecs:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], list[tuple[str, bytes]]] = {}
+        self.reads = 0
+
+    def put(self, key: str, data: bytes | str, bucket: str = BUCKET) -> str:
+        versions = self.objects.setdefault((bucket, key), [])
+        version_id = f"v{len(versions) + 1}"
+        versions.append((version_id, data.encode() if isinstance(data, str) else data))
+        return version_id
+
+    def get_spec(self, bucket: str, key: str, version_id: str | None) -> SpecObject:
+        self.reads += 1
+        versions = self.objects.get((bucket, key))
+        if not versions:
+            raise SpecUnreadable(f"s3://{bucket}/{key}", "the spec object does not exist")
+        for vid, data in reversed(versions):
+            if version_id in (None, vid):
+                return SpecObject(data=data, size=len(data), version_id=vid, etag=f"etag-{vid}")
+        raise SpecUnreadable(
+            f"s3://{bucket}/{key}", "that version of the spec object does not exist"
+        )
+
+
+class FakeResults:
+    def __init__(self) -> None:
+        self.listed: dict[str, list[ResultObject]] = {}
+
+    def list_objects(self, location: str, limit: int) -> tuple[list[ResultObject], bool]:
+        found = self.listed.get(location, [ResultObject(uri=location + "part-0.csv", size=42)])
+        return found[:limit], len(found) > limit
+
+
+@dataclass
+class Published:
+    subject: str
+    message: str
+    attributes: dict[str, str]
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.messages: list[Published] = []
+        self.failures = 0  # how many of the next publishes fail
+
+    def publish(self, subject: str, message: str, attributes: Mapping[str, str]) -> str:
+        if self.failures:
+            self.failures -= 1
+            raise PublishFailed("SNS is down")
+        self.messages.append(Published(subject, message, dict(attributes)))
+        return f"msg-{len(self.messages)}"
+
+    def bodies(self) -> list[dict[str, Any]]:
+        import json
+
+        return [json.loads(m.message) for m in self.messages]
+
+
+@dataclass
+class RecordingMetrics:
+    events: list[str] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def query_started(self) -> None:
+        self.events.append("started")
+
+    def start_queued(self) -> None:
+        self.events.append("queued")
+
+    def query_retried(self) -> None:
+        self.events.append("retried")
+
+    def run_ended(self, outcome: Outcome) -> None:
+        self.events.append(f"ended:{outcome.event}")
+        self.outcomes.append(outcome)
+
+    def notification_published(self) -> None:
+        self.events.append("published")
+
+
+def settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "table_name": "runs",
+        "topic_arn": "arn:aws:sns:us-east-1:111111111111:crq",
+        "specs_bucket": BUCKET,
+        "service_name": "crq",
+        "metrics_namespace": "crq",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class World:
+    clock: Clock
+    ledger: FakeLedger
+    cleanrooms: FakeCleanRooms
+    specs: FakeSpecs
+    results: FakeResults
+    publisher: FakePublisher
+    metrics: RecordingMetrics
+    pipeline: Pipeline
+
+
+def world(**setting_overrides: Any) -> World:
+    clock = Clock()
+    ledger, cleanrooms, specs = FakeLedger(), FakeCleanRooms(clock), FakeSpecs()
+    results, publisher, metrics = FakeResults(), FakePublisher(), RecordingMetrics()
+    pipeline = Pipeline(
+        settings=settings(**setting_overrides),
+        ledger=ledger,
+        queries=cleanrooms,
+        specs=specs,
+        results=results,
+        publisher=publisher,
+        metrics=metrics,
+        clock=clock,
+    )
+    return World(clock, ledger, cleanrooms, specs, results, publisher, metrics, pipeline)
+
+
+SQL_SPEC = """\
+membershipIdentifier: {membership}
+sqlParameters:
+  queryString: "SELECT campaign_id, COUNT(*) AS n FROM impressions WHERE impression_date = DATE '{{{{ run_date - 1d }}}}' GROUP BY campaign_id"
+resultConfiguration:
+  outputConfiguration:
+    s3:
+      resultFormat: CSV
+      bucket: crq-results
+      keyPrefix: "{{{{ spec_name }}}}/{{{{ run_date | %Y/%m/%d }}}}/"
+{extra}
+"""
+
+TEMPLATE_SPEC = """\
+name: overlap
+membershipIdentifier: {membership}
+sqlParameters:
+  analysisTemplateArn: arn:aws:cleanrooms:us-east-1:111111111111:membership/{membership}/analysistemplate/3d9a7c15-2e4b-4f68-b0a1-7c5e9d2f1a64
+  parameters:
+    start_date: "{{{{ run_date - 7d }}}}"
+    end_date: "{{{{ run_date }}}}"
+    secret_salt: "{secret}"
+resultConfiguration:
+  outputConfiguration:
+    s3:
+      resultFormat: CSV
+      bucket: crq-results
+      keyPrefix: "overlap/{{{{ run_date }}}}/"
+{extra}
+"""
+
+
+def sql_spec(membership: str = MEMBERSHIP, extra: str = "") -> str:
+    return SQL_SPEC.format(membership=membership, extra=extra)
+
+
+def template_spec(
+    secret: str = "s3cr3t-pepper", membership: str = MEMBERSHIP, extra: str = ""
+) -> str:
+    return TEMPLATE_SPEC.format(membership=membership, secret=secret, extra=extra)
