@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 # sam build looks for python3.13 on PATH; pyenv only exposes it with this set.
 export PYENV_VERSION := 3.11.7:3.12.1:3.13.0
+export SAM_CLI_TELEMETRY := 0
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -53,7 +54,7 @@ template: install
 	$(BIN)/sam build --parallel
 
 checkov: $(CHECKOV_VENV)/.installed-stamp
-	$(CHECKOV_VENV)/bin/checkov --quiet --compact -f template.yaml --framework cloudformation
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download -f template.yaml --framework cloudformation
 
 schema: install
 	$(BIN)/python scripts/generate_schemas.py
