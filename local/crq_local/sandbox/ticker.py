@@ -1,0 +1,55 @@
+"""EventBridge Scheduler for the track schedule, played by a thread.
+
+The deployed schedule fires once a minute; the sandbox fires it every `tick` seconds, so a lost
+status event is caught within seconds. Each tick reads the schedule back from the Scheduler
+endpoint: its input is the template's, and a schedule a user disabled does not fire.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from crq_local.sandbox.lambda_runtime import Invocation, LambdaRuntime
+
+
+class ScheduleTicker:
+    def __init__(
+        self,
+        runtime: LambdaRuntime,
+        function: str,
+        event: Callable[[], Any],
+        tick_seconds: float,
+        on_tick: Callable[[Invocation], None],
+    ) -> None:
+        """`event()` gives the input of one firing, or None when the schedule is disabled."""
+        self._runtime = runtime
+        self._function = function
+        self._event = event
+        self._tick = tick_seconds
+        self._on_tick = on_tick
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"schedule-{function}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def stop(self) -> None:
+        self.request_stop()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._tick):
+            try:
+                event = self._event()
+            except (BotoCoreError, ClientError):
+                continue  # the schedule was deleted, or the endpoint is stopping: no firing
+            if event is not None:
+                self._on_tick(self._runtime.invoke(self._function, event))
