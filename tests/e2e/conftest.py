@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from crq_local.sandbox.consumer import subscribe_queue
 from e2e_support import SandboxProcess, Subscriber
+
+from crq_local.sandbox.consumer import subscribe_queue
 
 
 @pytest.fixture(scope="module")

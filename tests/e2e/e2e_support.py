@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+
 from crq_local.sandbox import READY_MARKER, parse_exports
 from crq_local.sandbox.notifications import ReceivedNotification, parse_sns_message
 

@@ -25,9 +25,10 @@ from typing import Any
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from crq_local import stack
 from crq_local.engine import Engine, EngineConfig, Timings, load_config
-from moto import mock_aws
 
 # Powertools reads these when a handler module creates its Logger and Metrics, at import time:
 # give them the template's values before any test imports a handler.

@@ -24,13 +24,13 @@ from typing import Any
 import pytest
 from botocore import xform_name
 from botocore.session import get_session
-from crq_local import stack
-from crq_local.stack import Resolver
 from moto.events.models import EventPattern
 from packaging.requirements import Requirement
 
 from crq.adapters import dynamodb
 from crq.settings import Settings
+from crq_local import stack
+from crq_local.stack import Resolver
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from crq_local.engine import Timings
 from crq_local.engine.testing import Harness, MakeHarness, moto_server, open_harness
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from crq_local.engine import Timings
 from crq_local.engine.testing import MEMBERSHIP, Harness, MakeHarness, example_world
 

@@ -4,6 +4,7 @@ and mode (each case reads only its own queries; hint texts differ between cases)
 from __future__ import annotations
 
 import pytest
+
 from crq_local.engine.testing import MEMBERSHIP, Harness
 
 HOLD = "SELECT 1 AS one -- crq-fault: hold"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
 from crq_local.engine.testing import (
     CALLER,
     CONVERSION_ARN,

@@ -16,6 +16,8 @@ from typing import Any
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from crq_local.engine import (
     CollaborationFileError,
     Engine,
@@ -27,7 +29,6 @@ from crq_local.engine import (
 from crq_local.engine.aws import new_session
 from crq_local.engine.server import run
 from crq_local.engine.testing import EXAMPLE, MEMBERSHIP, NO_RETRIES, OVERLAP_ARN
-from moto import mock_aws
 
 AWS_CLI = Path(sys.executable).parent / "aws"
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import boto3
 import pytest
-from crq_local.engine import EngineConfig, parse_config
-from crq_local.engine.testing import EXAMPLE, example_world
 from test_pipeline_flow import CHANNELS, MEMBERSHIP, OVERLAP_SPEC, settle, sql_spec
 
 from crq.metrics import MetricName
+from crq_local.engine import EngineConfig, parse_config
+from crq_local.engine.testing import EXAMPLE, example_world
 
 SECRET = "tok-PLANTED-SECRET-7731"
 LOOKUP_ID = "7e1d2c3b-4a5f-4e6d-8c7b-9a0b1c2d3e4f"

@@ -20,10 +20,11 @@ from typing import Any
 
 import boto3
 import pytest
+from rich.console import Console
+
 from crq_local import stack
 from crq_local.engine.timings import Timings
 from crq_local.sandbox import Sandbox, SandboxOptions
-from rich.console import Console
 
 ROOT = Path(__file__).resolve().parents[3]
 COLLABORATION = ROOT / "examples" / "collaboration.yaml"

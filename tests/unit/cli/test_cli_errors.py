@@ -6,8 +6,9 @@ import socket
 from pathlib import Path
 
 import pytest
-from crq_local.cli import app
 from typer.testing import CliRunner, Result
+
+from crq_local.cli import app
 
 runner = CliRunner()
 

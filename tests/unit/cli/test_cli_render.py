@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from crq_local.cli import app
 from typer.testing import CliRunner
+
+from crq_local.cli import app
 
 ROOT = Path(__file__).resolve().parents[3]
 OVERLAP = ROOT / "examples" / "specs" / "audience-overlap.yaml"

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import boto3
 import pytest
-from crq_local import cli, stack
-from crq_local.cli import app
-from crq_local.engine import Engine, Timings, load_config
 from moto import mock_aws
 from rich.console import Console
 from typer.testing import CliRunner
 
 from crq.adapters.dynamodb import DynamoLedger
 from crq.ledger import Outcome, Run, RunEvent, RunState, TriggerType, in_flight_since
+from crq_local import cli, stack
+from crq_local.cli import app
+from crq_local.engine import Engine, Timings, load_config
 
 ROOT = Path(__file__).resolve().parents[3]
 MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crq_local.cli import app
 from typer.testing import CliRunner
+
+from crq_local.cli import app
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE_SPECS = ROOT / "examples" / "specs"

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from crq_local.engine import CollaborationFileError, Engine, load_config
 from crq_local.engine.config import derived_id
 from crq_local.engine.testing import EXAMPLE, MEMBERSHIP, OVERLAP_ARN, example_world

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from crq_local.engine.config import Faults, ThrottleFaults
 from crq_local.engine.faults import (
     Failure,

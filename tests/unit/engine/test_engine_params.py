@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import duckdb
 import pytest
+
 from crq_local.engine.params import Declared, ParameterError, bind, placeholders
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+
 from crq_local.engine import Engine, load_config
 from crq_local.engine.testing import EXAMPLE, MEMBERSHIP, OVERLAP_ARN
 from crq_local.engine.wsgi import resolve

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+
 from crq_local.engine.execution import Execution, QueryFailed
 from crq_local.engine.tables import TableSource
 
