@@ -142,6 +142,7 @@ class Run(_Model):
     fingerprint_salt: str | None = None
     retry_after: datetime | None = None
     deferrals: int = 0
+    unconfirmed_starts: int = 0  # start calls that created no query (reconciled to QUEUED)
     past_query_ids: list[str] = Field(default_factory=list)
 
     # The query of the current attempt.

@@ -61,6 +61,10 @@ class Settings(BaseModel):
     iam_max_deferrals: int = 20
     # Throttled starts wait at least this long before the tracker tries again.
     throttle_retry_after: timedelta = timedelta(seconds=5)
+    # A start whose call failed without creating a query (5xx, timeout, crash) is tried again
+    # after each grace; after this many such starts the run ends START_FAILED instead of
+    # trying forever (about max_unconfirmed_starts x starting_grace of trying).
+    max_unconfirmed_starts: int = 5
 
     @field_validator("specs_prefix")
     @classmethod

@@ -13,7 +13,7 @@
    of the request), call StartProtectedQuery once, record the query id (STARTING -> RUNNING).
    A deferral (quota, throttling, IAM propagation) puts the run back to QUEUED; a refusal ends
    it START_FAILED; any other failure leaves it STARTING and propagates, so Lambda retries the
-   event and the tracker reconciles the run (docs/reliability.md).
+   event and the tracker reconciles the run (docs/reliability.md), a bounded number of times.
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ logger = Logger(child=True)
 
 # Clean Rooms' createTime and the function's clock come from different hosts.
 CLOCK_SKEW = timedelta(seconds=5)
+# error.code of a run whose start calls kept failing without creating a query.
+START_NOT_CONFIRMED = "START_NOT_CONFIRMED"
 
 
 @dataclass(frozen=True)
@@ -282,6 +284,7 @@ def mark_running(run: Run, query: ProtectedQuery | QuerySummary, pipeline: Pipel
                 query_create_time=query.create_time,
                 query_status=query.status,
                 deferrals=0,
+                unconfirmed_starts=0,
             )
         )
     except StaleRun:
@@ -349,7 +352,8 @@ def reconcile_starting(
     Only once the grace has passed (no call of the run can still be in flight): a query of the
     membership created in [startingAt - skew, startingAt + grace], unknown to the ledger, whose
     request matches the run's fingerprint, is the run's query (RUNNING); if none exists, the call
-    never took effect and the run is QUEUED again, attempt unchanged.
+    never took effect and the run is QUEUED again, attempt unchanged, unless that has happened
+    `max_unconfirmed_starts` times: then the run ends START_FAILED (START_NOT_CONFIRMED).
     """
     assert run.starting_at is not None and run.membership_id is not None
     now = pipeline.clock()
@@ -375,9 +379,24 @@ def reconcile_starting(
                 return mark_running(run, query, pipeline)
             except StaleRun:
                 return run
+    unconfirmed = run.unconfirmed_starts + 1
+    if unconfirmed >= pipeline.settings.max_unconfirmed_starts:
+        # A start that keeps failing (a request Clean Rooms answers with 5xx, say) must not be
+        # tried forever: report it, like any start Clean Rooms will not take.
+        logger.warning("start never took effect; giving up", extra=_log(run))
+        error = ErrorInfo(
+            code=START_NOT_CONFIRMED,
+            message=f"StartProtectedQuery was tried {unconfirmed} times and created no query "
+            "(server errors, timeouts or crashes: the functions' logs have each error)",
+            retryable=False,
+        )
+        outcome = Outcome(event=RunEvent.START_FAILED, ended_at=now, error=error)
+        return end_run(run, outcome, pipeline) or run
     logger.info("start reconciled: no query was created; queued again", extra=_log(run))
     try:
-        return pipeline.ledger.save(run.evolve(now, state=RunState.QUEUED, starting_at=None))
+        return pipeline.ledger.save(
+            run.evolve(now, state=RunState.QUEUED, starting_at=None, unconfirmed_starts=unconfirmed)
+        )
     except StaleRun:
         return run
 
