@@ -386,7 +386,7 @@ def _summary(console: Console, outcomes: list[Outcome]) -> None:
     table = Table(title="crq demo: how each run ended", title_justify="left")
     table.add_column("spec", no_wrap=True)
     table.add_column("event", no_wrap=True)
-    table.add_column("query id", no_wrap=True)
+    table.add_column("query", no_wrap=True)
     table.add_column("duration", justify="right", no_wrap=True)
     table.add_column("result", no_wrap=True, overflow="ellipsis", max_width=48)
     for outcome in outcomes:
@@ -408,7 +408,7 @@ def _summary(console: Console, outcomes: list[Outcome]) -> None:
         table.add_row(
             notification.spec_name,
             event,
-            notification.query_id or "",
+            (notification.query_id or "")[:8],  # the full id is in the line printed above
             f"{duration_ms / 1000:.1f} s" if duration_ms is not None else "",
             _result(notification),
         )
