@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from crq_local.sandbox.notifications import ReceivedNotification, parse_sns_message
+from crq_local.sandbox.worker import Worker
 
 POLL_WAIT_SECONDS = 1
 
@@ -23,7 +23,7 @@ def subscribe_queue(sns: Any, sqs: Any, topic_arn: str, queue_name: str) -> str:
     return queue_url
 
 
-class NotificationConsumer:
+class NotificationConsumer(Worker):
     """Polls the queue on a thread and hands each notification to `on_notification`."""
 
     def __init__(
@@ -33,23 +33,11 @@ class NotificationConsumer:
         on_notification: Callable[[ReceivedNotification], None],
         on_error: Callable[[str], None],
     ) -> None:
+        super().__init__("consumer")
         self._sqs = sqs
         self._queue_url = queue_url
         self._on_notification = on_notification
         self._on_error = on_error
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="consumer", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def request_stop(self) -> None:
-        self._stop.set()
-
-    def stop(self) -> None:
-        self.request_stop()
-        if self._thread.is_alive():
-            self._thread.join()
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -7,16 +7,16 @@ endpoint: its input is the template's, and a schedule a user disabled does not f
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from crq_local.sandbox.lambda_runtime import Invocation, LambdaRuntime
+from crq_local.sandbox.worker import Worker
 
 
-class ScheduleTicker:
+class ScheduleTicker(Worker):
     def __init__(
         self,
         runtime: LambdaRuntime,
@@ -26,24 +26,12 @@ class ScheduleTicker:
         on_tick: Callable[[Invocation], None],
     ) -> None:
         """`event()` gives the input of one firing, or None when the schedule is disabled."""
+        super().__init__(f"schedule-{function}")
         self._runtime = runtime
         self._function = function
         self._event = event
         self._tick = tick_seconds
         self._on_tick = on_tick
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"schedule-{function}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def request_stop(self) -> None:
-        self._stop.set()
-
-    def stop(self) -> None:
-        self.request_stop()
-        if self._thread.is_alive():
-            self._thread.join()
 
     def _run(self) -> None:
         while not self._stop.wait(self._tick):
