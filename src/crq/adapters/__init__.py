@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 from botocore.config import Config
@@ -28,22 +28,44 @@ _RETRYING = _TIMEOUTS.merge(Config(retries={"mode": "standard", "max_attempts": 
 _ONCE = _TIMEOUTS.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
 
 
+class _LazyClient:
+    """A boto3 client created on first use, not at cold start.
+
+    Creating a client costs tens of milliseconds (service model, endpoint rules), and most
+    invocations need few of them: a track tick with nothing in flight reads DynamoDB only, a
+    start publishes to SNS only when it rejects.
+    """
+
+    def __init__(self, session: boto3.Session, service: str, config: Config) -> None:
+        self._args = (session, service, config)
+        self._client: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            session, service, config = self._args
+            self._client = session.client(service, config=config)  # type: ignore[call-overload]
+        return getattr(self._client, name)
+
+
 def build_pipeline(settings: Settings, metrics: Metrics) -> Pipeline:
     # boto3's default session: both functions' clients share its loaded service models.
     if boto3.DEFAULT_SESSION is None:
         boto3.setup_default_session()
     session = boto3.DEFAULT_SESSION
     assert session is not None
-    s3 = session.client("s3", config=_RETRYING)
+
+    def client(service: str, config: Config = _RETRYING) -> Any:
+        return cast(Any, _LazyClient(session, service, config))
+
+    s3 = client("s3")
     return Pipeline(
         settings=settings,
-        ledger=DynamoLedger(settings.table_name, session.client("dynamodb", config=_RETRYING)),
+        ledger=DynamoLedger(settings.table_name, client("dynamodb")),
         queries=CleanRoomsGateway(
-            client=session.client("cleanrooms", config=_RETRYING),
-            start_client=session.client("cleanrooms", config=_ONCE),
+            client=client("cleanrooms"), start_client=client("cleanrooms", _ONCE)
         ),
         specs=SpecStore(s3),
         results=ResultLister(s3),
-        publisher=SnsPublisher(settings.topic_arn, session.client("sns", config=_RETRYING)),
+        publisher=SnsPublisher(settings.topic_arn, client("sns")),
         metrics=PowertoolsRunMetrics(metrics),
     )
