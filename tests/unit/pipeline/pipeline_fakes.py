@@ -21,7 +21,7 @@ from crq.errors import (
     SpecUnreadable,
     StaleRun,
 )
-from crq.ledger import Outcome, ResultObject, Run
+from crq.ledger import Outcome, ResultObject, Run, RunState, TriggerType
 from crq.ports import TERMINAL_STATUSES, Pipeline, ProtectedQuery, QuerySummary, SpecObject
 from crq.settings import Settings
 
@@ -297,6 +297,22 @@ class RecordingMetrics:
 
     def notification_published(self) -> None:
         self.events.append("published")
+
+
+def queued_run(**changes: Any) -> Run:
+    """A run just created by an upload of specs/x.yaml at T0; `changes` override any field."""
+    base = Run(
+        run_id="r",
+        state=RunState.QUEUED,
+        created_at=T0,
+        updated_at=T0,
+        trigger_type=TriggerType.S3,
+        trigger_time=T0,
+        spec_bucket="b",
+        spec_key="specs/x.yaml",
+        spec_name="x",
+    )
+    return base.model_copy(update=changes)
 
 
 def settings(**overrides: Any) -> Settings:

@@ -5,33 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from pipeline_fakes import T0
+from pipeline_fakes import queued_run as run
 
 from crq.ledger import (
     NotifyState,
     Outcome,
-    Run,
     RunEvent,
     RunState,
-    TriggerType,
     in_flight_since,
     schedule_run_id,
     upload_run_id,
 )
-
-
-def run(**changes: object) -> Run:
-    base = Run(
-        run_id="r",
-        state=RunState.QUEUED,
-        created_at=T0,
-        updated_at=T0,
-        trigger_type=TriggerType.S3,
-        trigger_time=T0,
-        spec_bucket="b",
-        spec_key="specs/x.yaml",
-        spec_name="x",
-    )
-    return base.model_copy(update=changes)
 
 
 def test_run_ids_are_deterministic_per_trigger() -> None:

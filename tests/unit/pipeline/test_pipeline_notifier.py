@@ -8,7 +8,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from pipeline_fakes import MEMBERSHIP, T0
+from pipeline_fakes import MEMBERSHIP, T0, queued_run
 
 from crq.ledger import (
     ErrorInfo,
@@ -19,7 +19,6 @@ from crq.ledger import (
     Run,
     RunEvent,
     RunState,
-    TriggerType,
 )
 from crq.notifier import (
     RESERVED_ATTRIBUTES,
@@ -34,13 +33,10 @@ ENDED = datetime(2026, 1, 5, 6, 3, tzinfo=UTC)
 
 
 def ended_run(outcome: Outcome, **changes: Any) -> Run:
-    run = Run(
+    ended = dict(
         run_id="s3:abc",
         state=RunState.ENDED,
-        created_at=T0,
         updated_at=ENDED,
-        trigger_type=TriggerType.S3,
-        trigger_time=T0,
         spec_bucket="specs-bucket",
         spec_key="specs/weekly-overlap.yaml",
         spec_version_id="v1",
@@ -52,7 +48,7 @@ def ended_run(outcome: Outcome, **changes: Any) -> Run:
         outcome=outcome,
         notify_state=NotifyState.PENDING,
     )
-    return run.model_copy(update=changes)
+    return queued_run(**(ended | changes))
 
 
 SUCCEEDED = Outcome(
