@@ -7,9 +7,12 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 CHECKOV_VENV := .venv-checkov
+# Lambda runs python3.13: the deployed code's unit tests run there too, with only what it ships.
+LAMBDA_VENV := .venv-lambda
+LAMBDA_PYTHON ?= python3.13
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck unit integration e2e template checkov bench schema clean
+.PHONY: install demo test lint typecheck unit integration e2e template checkov lambda-python bench schema clean
 
 install: $(STAMP)
 
@@ -29,7 +32,7 @@ $(CHECKOV_VENV)/.installed-stamp:
 demo: install
 	$(BIN)/crq demo
 
-test: install lint typecheck template checkov
+test: install lint typecheck template checkov lambda-python
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 lint: install
@@ -55,6 +58,16 @@ template: install
 
 checkov: $(CHECKOV_VENV)/.installed-stamp
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download -f template.yaml --framework cloudformation
+
+$(LAMBDA_VENV)/.installed-stamp: src/requirements.txt
+	@test -x $(LAMBDA_VENV)/bin/python || $(LAMBDA_PYTHON) -m venv $(LAMBDA_VENV)
+	$(LAMBDA_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LAMBDA_VENV)/bin/python -m pip install -q -r src/requirements.txt 'boto3>=1.40,<2' pytest pytest-timeout jsonschema
+	@touch $@
+
+lambda-python: $(LAMBDA_VENV)/.installed-stamp
+	PYTHONPATH=src $(LAMBDA_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit \
+		--ignore=tests/unit/engine --ignore=tests/unit/cli
 
 schema: install
 	$(BIN)/python scripts/generate_schemas.py
