@@ -339,7 +339,7 @@ def _pipeline_keys(document: dict[str, Any], source: str, errors: list[FieldErro
         errors.extend(_pydantic_errors(exc))
         keys = PipelineKeys()
     if keys.name is None and "name" not in given:
-        stem = _stem(source)
+        stem = file_stem(source)
         if re.fullmatch(NAME_PATTERN, stem):
             keys = keys.model_copy(update={"name": stem})
         else:
@@ -353,7 +353,8 @@ def _pipeline_keys(document: dict[str, Any], source: str, errors: list[FieldErro
     return keys
 
 
-def _stem(source: str) -> str:
+def file_stem(source: str) -> str:
+    """`s3://b/specs/weekly-overlap.yaml` -> `weekly-overlap`: a spec's default name."""
     name = re.split(r"[/\\]", source)[-1]
     dot = name.rfind(".")
     return name[:dot] if dot > 0 else name

@@ -47,7 +47,7 @@ from crq.notifier import deliver, end_run
 from crq.ports import Pipeline, ProtectedQuery, QuerySummary
 from crq.render import RenderContext
 from crq.safe_load import format_of
-from crq.spec import Spec, SpecInvalid, load_spec, redacted_request, render_request
+from crq.spec import Spec, SpecInvalid, file_stem, load_spec, redacted_request, render_request
 
 logger = Logger(child=True)
 
@@ -146,7 +146,7 @@ def _create(source: _Source, pipeline: Pipeline) -> StartResult:
         spec_bucket=source.bucket,
         spec_key=source.key,
         spec_version_id=source.version_id,
-        spec_name=_stem(source.key),
+        spec_name=file_stem(source.key),
     )
     try:
         obj = pipeline.specs.get_spec(source.bucket, source.key, source.version_id)
@@ -175,7 +175,7 @@ def _create(source: _Source, pipeline: Pipeline) -> StartResult:
 
 def _reject_new(run: Run, problems: list[FieldProblem], pipeline: Pipeline) -> StartResult:
     now = pipeline.clock()
-    outcome = Outcome(event=RunEvent.SPEC_REJECTED, ended_at=now, errors=problems)
+    outcome = _rejection(problems, now)
     rejected = run.evolve(
         now, state=RunState.ENDED, outcome=outcome, notify_state=NotifyState.PENDING
     )
@@ -229,16 +229,12 @@ def launch(
             pipeline.metrics.start_queued()
             logger.info("run stays queued", extra={**_log(run), "reason": reason})
             return StartResult("queued", run_id=run.run_id, detail=reason)
-    if spec is None:
-        try:
+    try:
+        if spec is None:  # a queued run: re-read the spec version it was created from
             obj = pipeline.specs.get_spec(run.spec_bucket, run.spec_key, run.spec_version_id)
             spec = load_spec(obj.data, run.spec_source)
-        except (SpecUnreadable, SpecInvalid) as exc:
-            end_run(run, _rejection(_problems(exc), now), pipeline)
-            return StartResult("rejected", run_id=run.run_id)
-    try:
         request = render_request(spec, _context(spec, run))
-    except SpecInvalid as exc:
+    except (SpecUnreadable, SpecInvalid) as exc:
         end_run(run, _rejection(_problems(exc), now), pipeline)
         return StartResult("rejected", run_id=run.run_id)
 
@@ -456,12 +452,6 @@ def _problems(exc: SpecUnreadable | SpecInvalid) -> list[FieldProblem]:
 
 def _rejection(problems: list[FieldProblem], now: datetime) -> Outcome:
     return Outcome(event=RunEvent.SPEC_REJECTED, ended_at=now, errors=problems)
-
-
-def _stem(key: str) -> str:
-    name = key.rsplit("/", 1)[-1]
-    dot = name.rfind(".")
-    return name[:dot] if dot > 0 else name
 
 
 def _log(run: Run) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from crq.adapters.aws_errors import error_code
 from crq.errors import QueryAlreadyEnded, QueryNotFound, StartDeferred, StartRefused
 from crq.ports import ProtectedQuery, QuerySummary
 
@@ -160,7 +161,7 @@ def scrub(message: str, values: list[str]) -> str:
 
 def _details(exc: ClientError) -> tuple[str, str, str | None]:
     error = exc.response.get("Error", {})
-    code = str(error.get("Code", ""))
+    code = error_code(exc)
     message = str(error.get("Message", "") or exc.response.get("message", "") or "")
     reason = exc.response.get("reason") or error.get("reason")
     return code, message, str(reason) if reason else None

@@ -19,6 +19,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
+from crq.adapters.aws_errors import error_code
 from crq.errors import StaleRun
 from crq.ledger import Run
 
@@ -94,7 +95,7 @@ class DynamoLedger:
                 ConditionExpression="attribute_not_exists(runId)",
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 return None
             raise
         return stored
@@ -116,7 +117,7 @@ class DynamoLedger:
                 ExpressionAttributeValues={":read": {"N": str(run.revision)}},
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 raise StaleRun(run.run_id, run.revision) from exc
             raise
         return stored
@@ -167,7 +168,3 @@ class DynamoLedger:
     @staticmethod
     def _plain(item: dict[str, Any]) -> dict[str, Any]:
         return {key: _deserializer.deserialize(value) for key, value in item.items()}
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from crq.adapters.aws_errors import error_code
 from crq.errors import ResultsUnavailable, SpecUnreadable
 from crq.ledger import ResultObject
 from crq.ports import SpecObject
@@ -46,7 +47,7 @@ class SpecStore:
         try:
             response = self._client.get_object(**kwargs)
         except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
+            code = error_code(exc)
             if code == "InvalidRange":  # a zero-byte object has no byte 0
                 return SpecObject(data=b"", size=0, version_id=version_id, etag=None)
             if code in _UNREADABLE:
@@ -100,7 +101,7 @@ class ResultLister:
                         ResultObject(uri=f"s3://{bucket}/{obj['Key']}", size=obj.get("Size", 0))
                     )
         except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
+            code = error_code(exc)
             if code in ("AccessDenied", "NoSuchBucket", "403", "404"):
                 raise ResultsUnavailable(location, code) from exc
             raise
