@@ -34,12 +34,16 @@ from botocore.exceptions import (
     EndpointConnectionError,
     NoCredentialsError,
     NoRegionError,
+    ParamValidationError,
     PartialCredentialsError,
     ProfileNotFound,
 )
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from crq_local import cli_guard
+from crq_local.cli_guard import PORT_MAX, PORT_MIN, finite_seconds, stack_name
 
 if TYPE_CHECKING:
     from crq.ledger import Run
@@ -113,6 +117,12 @@ def friendly_errors(command: Callable[P, R]) -> Callable[P, R]:
         except ClientError as exc:
             error = exc.response.get("Error", {})
             _die(f"{exc.operation_name} failed: {error.get('Code')}: {error.get('Message')}")
+        except ParamValidationError as exc:
+            _die(f"invalid request: {exc.kwargs.get('report', exc)}")
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            _die(f"{exc.filename}: {exc.strerror or exc}")
         except KeyboardInterrupt:
             _die("interrupted", 130)
 
@@ -121,7 +131,7 @@ def friendly_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 def _die(message: str, exit_code: int = EXIT_USAGE) -> NoReturn:
     # Text, not markup: messages quote user input, and `[...]` in it is not a style.
-    err.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+    cli_guard.print_error(err, message)
     raise typer.Exit(exit_code)
 
 
@@ -150,8 +160,14 @@ def _timings(pace: Pace) -> Timings:
 
 
 def _read(path: Path) -> bytes:
+    from crq.safe_load import MAX_SPEC_BYTES
+
     try:
-        return path.read_bytes()
+        if not path.is_dir() and path.exists() and not path.is_file():
+            fail(f"{path}: not a regular file (a device, pipe or socket is not a spec file)")
+        with path.open("rb") as file:
+            # One byte more than a spec may have: enough for the size error, never a flood.
+            return file.read(MAX_SPEC_BYTES + 1)
     except FileNotFoundError:
         fail(f"{path}: no such file")
     except IsADirectoryError:
@@ -280,7 +296,9 @@ def engine(
         Path, typer.Option("--config", metavar="FILE", help="The collaboration file.")
     ],
     host: Annotated[str, typer.Option(help="Loopback address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 4599,
+    port: Annotated[
+        int, typer.Option(help="Port (0 picks a free one).", min=PORT_MIN, max=PORT_MAX)
+    ] = 4599,
     pace: Annotated[Pace, typer.Option(help="How fast queries run.")] = Pace.demo,
 ) -> None:
     """Serve the local Clean Rooms engine over HTTP until Ctrl-C."""
@@ -306,12 +324,24 @@ def sandbox(
     config: Annotated[
         Path, typer.Option("--config", metavar="FILE", help="The collaboration file.")
     ] = DEFAULT_COLLABORATION,
-    port: Annotated[int, typer.Option(help="Port of the AWS endpoint (moto; 0: free).")] = 4566,
+    port: Annotated[
+        int,
+        typer.Option(help="Port of the AWS endpoint (moto; 0: free).", min=PORT_MIN, max=PORT_MAX),
+    ] = 4566,
     engine_port: Annotated[
-        int, typer.Option(help="Port of the Clean Rooms endpoint (0: free).")
+        int,
+        typer.Option(
+            help="Port of the Clean Rooms endpoint (0: free).", min=PORT_MIN, max=PORT_MAX
+        ),
     ] = 4599,
     tick: Annotated[
-        float, typer.Option(help="Seconds between ticks of the track schedule.", min=0.2)
+        float,
+        typer.Option(
+            help="Seconds between ticks of the track schedule.",
+            min=0.2,
+            max=3600,
+            callback=finite_seconds,
+        ),
     ] = 5.0,
     pace: Annotated[Pace, typer.Option(help="How fast the engine runs queries.")] = Pace.demo,
     template: Annotated[
@@ -416,9 +446,12 @@ def _status_of(run: Run) -> str:
 @app.command()
 @friendly_errors
 def status(
-    limit: Annotated[int, typer.Option(help="How many runs, newest first.", min=1)] = 20,
+    limit: Annotated[int, typer.Option(help="How many runs, newest first.", min=1, max=1000)] = 20,
     stack: Annotated[
-        str | None, typer.Option(help="A deployed stack's name (default: CRQ_TABLE_NAME).")
+        str | None,
+        typer.Option(
+            help="A deployed stack's name (default: CRQ_TABLE_NAME).", callback=stack_name
+        ),
     ] = None,
 ) -> None:
     """Recent runs from the ledger: spec, status, query id, started, duration, CRPU units."""
@@ -482,13 +515,21 @@ def watch(
     membership: Annotated[
         str | None, typer.Option(help="Membership id (default: found from the ledger).")
     ] = None,
-    stack: Annotated[str | None, typer.Option(help="A deployed stack's name.")] = None,
-    interval: Annotated[float, typer.Option(help="Seconds between polls.", min=0.2)] = 1.0,
+    stack: Annotated[
+        str | None, typer.Option(help="A deployed stack's name.", callback=stack_name)
+    ] = None,
+    interval: Annotated[
+        float,
+        typer.Option(help="Seconds between polls.", min=0.2, max=3600, callback=finite_seconds),
+    ] = 1.0,
 ) -> None:
     """Follow a protected query until it ends; exit 0 if it succeeded, 1 otherwise."""
     from rich.live import Live
     from rich.spinner import Spinner
 
+    cli_guard.check_ids(protectedQueryIdentifier=query_id)
+    if membership is not None:
+        cli_guard.check_ids(protectedQueryIdentifier=query_id, membershipIdentifier=membership)
     cleanrooms = _client("cleanrooms")
     membership_id = membership or _find_membership(query_id, stack, cleanrooms)
     started = time.monotonic()
@@ -535,9 +576,9 @@ def _print_query(query: dict[str, Any]) -> None:
         out.print(f"  {query['error'].get('code')}: {query['error'].get('message')}", markup=False)
 
 
-def main() -> None:
-    """The `crq` console script."""
-    app(prog_name="crq")
+def main(argv: list[str] | None = None) -> None:
+    """The `crq` console script: one line on stderr for any failure, never a traceback."""
+    sys.exit(cli_guard.run(app, argv, err))
 
 
 if __name__ == "__main__":  # `python -m crq_local.cli`, as `crq demo` starts the sandbox
