@@ -57,15 +57,17 @@ demo: install
 	$(BIN)/crq demo
 
 # The names of failed tests come last, where a CI log is read from.
+PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
+PYTEST_LOG ?= .pytest-output.log
 test: install lint typecheck template checkov lambda-python pytest
 
 pytest: install
-	@set -o pipefail; $(BIN)/python -m pytest -n 2 --dist loadgroup -q $(PYTEST_ARGS) 2>&1 \
-		| tee .pytest-output.log; status=$$?; \
+	@set -o pipefail; $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q $(PYTEST_ARGS) 2>&1 \
+		| tee $(PYTEST_LOG); status=$$?; \
 	if [ $$status -ne 0 ]; then \
 		echo "make test: pytest exited $$status; failed tests:"; \
-		grep -E '^(FAILED|ERROR) |crashed while running' .pytest-output.log | sed 's/^/  /' \
+		grep -E '^(FAILED|ERROR) |crashed while running' $(PYTEST_LOG) | sed 's/^/  /' \
 			|| echo "  (no test named: pytest stopped before reporting, see above)"; \
 	fi; exit $$status
 
