@@ -123,6 +123,13 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         sandbox.stop()
 
 
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        time.sleep(0.05)
+
+
 def is_s3_key(key: str) -> Callable[[Any], bool]:
     return lambda event: event.get("detail", {}).get("object", {}).get("key") == key
 
@@ -283,10 +290,14 @@ def test_the_track_schedule_ticks_until_disabled(running: Running) -> None:
         Target=schedule["Target"],
         State="DISABLED",
     )
+    [ticker] = running.sandbox.tickers
     try:
-        time.sleep(1.5)  # let a tick that already read the schedule finish
+        # A pass that read the schedule before it was disabled may still fire: wait for it to
+        # end (passes run one after another), then for three passes that read it disabled.
+        after_disable = ticker.passes + 1
+        wait_until(lambda: ticker.passes >= after_disable)
         ticks = len(running.recorder.of("handlers.track.handler", is_tick))
-        time.sleep(1.5)
+        wait_until(lambda: ticker.passes >= after_disable + 3)
         assert len(running.recorder.of("handlers.track.handler", is_tick)) == ticks
     finally:
         scheduler.update_schedule(
