@@ -800,7 +800,6 @@ def test_samconfig_environments_deploy_valid_parameters(template: dict[str, Any]
     config = tomllib.loads((ROOT / "samconfig.toml").read_text())
     parameters = template["Parameters"]
     for env, stack_name, confirm in (
-        ("default", "crq-dev", True),
         ("dev", "crq-dev", False),
         ("prod", "crq-prod", True),
     ):
@@ -817,6 +816,22 @@ def test_samconfig_environments_deploy_valid_parameters(template: dict[str, Any]
         for name, value in overrides.items():
             allowed = parameters[name].get("AllowedValues")
             assert allowed is None or value in [str(v) for v in allowed], (env, name)
+
+
+def test_samconfig_environments_are_unambiguous() -> None:
+    # Each stack is deployed by one environment only, and [default] deploys nothing: a
+    # `sam deploy` without --config-env must not pick a stack with settings of its own.
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    deploying = {
+        env: sections["global"]["parameters"]["stack_name"]
+        for env, sections in config.items()
+        if isinstance(sections, dict) and "deploy" in sections
+    }
+    assert "default" not in deploying
+    assert "stack_name" not in config["default"].get("global", {}).get("parameters", {})
+    assert sorted(deploying.values()) == sorted(set(deploying.values()))
+    assert deploying == {"dev": "crq-dev", "prod": "crq-prod"}
+    assert config["default"]["build"]["parameters"] == {"cached": True, "parallel": True}
 
 
 def test_function_requirements_follow_pyproject() -> None:
