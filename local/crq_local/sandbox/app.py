@@ -392,6 +392,13 @@ class Sandbox:
     def _warn(self, message: str) -> None:
         self.console.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
 
+    def _world_lines(self) -> list[str]:
+        from crq_local.sandbox.world_lines import collaboration_lines
+
+        if self.engine is None:
+            return []
+        return collaboration_lines(self.engine.world, self.engine.members_dir)
+
     def banner(self) -> list[str]:
         """The lines printed on start: comments, then the exports a user pastes."""
         assert self.stack is not None
@@ -400,6 +407,7 @@ class Sandbox:
             f"# crq sandbox: AWS (moto) at {self.exports['AWS_ENDPOINT_URL']}, "
             f"Clean Rooms (engine) at {self.exports['AWS_ENDPOINT_URL_CLEANROOMS']}",
             f"# collaboration: {self.options.collaboration}",
+            *self._world_lines(),
             f"# functions: {functions}; track schedule every {self.options.tick_seconds:g} s",
             f"# handler logs: {self.log_path}",
             "# paste these lines into another shell (they change nothing in ~/.aws):",

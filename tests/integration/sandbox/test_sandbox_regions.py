@@ -74,6 +74,15 @@ def test_the_sandbox_runs_in_any_region_without_touching_aws_config(
         config_file = Path(exports["AWS_CONFIG_FILE"])
         config_text = config_file.read_text()
         banner = sandbox.banner()
+        cleanrooms = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region
+        ).client("cleanrooms", endpoint_url=exports["AWS_ENDPOINT_URL_CLEANROOMS"])
+        template_arns = [
+            t["arn"]
+            for t in cleanrooms.list_analysis_templates(
+                membershipIdentifier=exports["CRQ_MEMBERSHIP_ID"]
+            )["analysisTemplateSummaries"]
+        ]
     finally:
         sandbox.stop()
 
@@ -87,6 +96,25 @@ def test_the_sandbox_runs_in_any_region_without_touching_aws_config(
     assert f"export AWS_CONFIG_FILE={config_file}" in banner
     assert user_config.read_text() == "[default]\nregion = ap-south-1\n"
     assert sorted(p.name for p in (home / ".aws").iterdir()) == ["config"]
+    # and the banner names what a spec needs: memberships, template ARNs, member results
+    assert (
+        f"#   your membership: {exports['CRQ_MEMBERSHIP_ID']} (CAN_QUERY, CAN_RECEIVE_RESULTS)"
+        in (banner)
+    )
+    assert (
+        "#   member 222222222222: 0b7d5e21-93c4-4f0a-8e6d-5c1a2f9b4e38 (CAN_RECEIVE_RESULTS)"
+        in (banner)
+    )
+    assert len(template_arns) >= 2
+    for arn in template_arns:
+        assert f":{region}:" in arn
+        assert any(
+            line.startswith("#   analysis template ") and line.endswith(arn) for line in banner
+        )
+    assert any(
+        "results of outputConfiguration.member land in" in line and "<query id>" in line
+        for line in banner
+    )
     # and the file goes away with the sandbox
     assert not config_file.exists()
 
