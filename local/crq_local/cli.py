@@ -5,7 +5,8 @@
     crq engine --config FILE        the local Clean Rooms engine over HTTP
     crq sandbox [--config FILE]     the whole stack offline (moto + engine + handlers)
     crq demo                        the sandbox, the example specs, their notifications
-    crq status [--limit N]          recent runs from the ledger
+    crq status [--limit N] [--spec NAME] [--status WORD] [--since AGE] [--json]
+                                    recent runs from the ledger's Recent index
     crq watch QUERY_ID              a query's progress until it ends
 
 Commands that talk to AWS use boto3's usual configuration (the `export` lines the sandbox
@@ -437,16 +438,32 @@ def _duration(run: Run) -> str:
     return f"{ms / 1000:.1f} s" if ms is not None else ""
 
 
-def _status_of(run: Run) -> str:
-    if run.outcome is not None:
-        return run.outcome.event.value
-    return run.query_status or run.state.value
-
-
 @app.command()
 @friendly_errors
 def status(
     limit: Annotated[int, typer.Option(help="How many runs, newest first.", min=1, max=1000)] = 20,
+    spec: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Only the runs of this spec name.")
+    ] = None,
+    status_: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            metavar="WORD",
+            help="Only runs whose status or state holds this word: failed, succeeded, "
+            "rejected, queued, running, ended, or a full status such as QUERY_FAILED.",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            metavar="AGE|TIME",
+            help="Only runs created since: an age (90m, 12h, 7d, 2w) or an ISO 8601 time.",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON array of runs, for scripts.")
+    ] = False,
     stack: Annotated[
         str | None,
         typer.Option(
@@ -454,10 +471,27 @@ def status(
         ),
     ] = None,
 ) -> None:
-    """Recent runs from the ledger: spec, status, query id, started, duration, CRPU units."""
-    runs = _ledger(stack).recent(limit)
+    """Recent runs from the ledger's Recent index: spec, status, query id, started, duration,
+    CRPU units, and why a run failed."""
+    from crq_local import run_view
+
+    now = datetime.now(UTC)
+    try:
+        floor = run_view.parse_since(since, now) if since is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    ledger = _ledger(stack)
+    runs = run_view.select(ledger.iter_recent(spec=spec, since=floor, now=now), limit, status_)
+    if as_json:
+        print(json.dumps([run_view.as_json(run) for run in runs], indent=2))
+        return
     if not runs:
-        out.print("no runs yet: upload a spec under specs/ in the specs bucket")
+        filtered = spec is not None or status_ is not None or since is not None
+        out.print(
+            "no runs match these filters"
+            if filtered
+            else "no runs yet: upload a spec under specs/ in the specs bucket"
+        )
         return
     table = Table(title=f"crq: {len(runs)} most recent run{'s' if len(runs) != 1 else ''}")
     table.add_column("spec", overflow="fold")
@@ -467,15 +501,17 @@ def status(
     table.add_column("started", overflow="fold")
     table.add_column("duration", justify="right")
     table.add_column("CRPU units", justify="right")
+    table.add_column("error", overflow="fold")
     for run in runs:
         units = run.outcome.crpu_units if run.outcome else None
         table.add_row(
             run.spec_name,
-            _status_of(run),
+            run_view.status_of(run),
             run.query_id or "",
             _when(run.query_create_time or run.created_at),
             _duration(run),
             f"{units:g}" if units is not None else "",
+            Text(run_view.error_of(run), style="red"),
         )
     out.print(table)
 
