@@ -236,3 +236,13 @@ class Ledger(Protocol):
     def find_by_query(self, query_id: str) -> Run | None:
         """The run whose current query is `query_id` (the ByQuery index)."""
         ...
+
+    # --- spec name claims (crq.spec_names; issue 13) ---
+    def claim_spec_name(self, name: str, spec_key: str, now: datetime) -> str | None:
+        """Claim `name` for `spec_key` unless another key holds it: None when claimed (or
+        already held by `spec_key`), else the key holding it."""
+        ...
+
+    def pass_spec_name(self, name: str, owner: str, spec_key: str, now: datetime) -> None:
+        """Give `name` to `spec_key` if `owner` still holds it; otherwise change nothing."""
+        ...

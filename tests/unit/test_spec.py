@@ -214,7 +214,7 @@ def test_the_example_in_the_spec_documentation_loads_and_renders() -> None:
 
 def test_defaults_apply_when_keys_are_absent() -> None:
     spec = load_spec(spec_bytes(), "s3://b/specs/team-a/daily.report.yaml")
-    assert spec.name == "daily.report"
+    assert spec.name == "team-a/daily.report"  # the key under specs/, folders kept
     assert spec.type == "SQL"
     assert spec.maxAttempts == 2
     assert spec.maxRuntimeMinutes is None

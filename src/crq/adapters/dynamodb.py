@@ -37,6 +37,8 @@ IN_FLIGHT_FLAG = "1"
 # crq writes a few runs a minute at most: a year's partition is far from any throughput limit.
 RECENT_INDEX = "Recent"
 RECENT_HORIZON_YEARS = 11
+# Name claims share the table with runs (no index attributes, so no index holds them).
+NAME_CLAIM_PREFIX = "specName:"
 _DERIVED = ("inFlight", "inFlightSince", "recentYear", "recentSince")
 
 
@@ -204,6 +206,48 @@ class DynamoLedger:
                 kwargs["ExpressionAttributeValues"][":spec"] = {"S": spec}
             for item in self._query(**kwargs):
                 yield from_item(item)
+
+    # --- spec name claims: one item per name, keyed `specName:<name>` (crq.spec_names) ---
+
+    def claim_spec_name(self, name: str, spec_key: str, now: datetime) -> str | None:
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=self._name_claim(name, spec_key, now),
+                ConditionExpression="attribute_not_exists(runId) OR specKey = :key",
+                ExpressionAttributeValues={":key": {"S": spec_key}},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            item = self._client.get_item(
+                TableName=self._table,
+                Key={"runId": {"S": NAME_CLAIM_PREFIX + name}},
+                ConsistentRead=True,
+            ).get("Item")
+            return str(item["specKey"]["S"]) if item else None
+        return None
+
+    def pass_spec_name(self, name: str, owner: str, spec_key: str, now: datetime) -> None:
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=self._name_claim(name, spec_key, now),
+                ConditionExpression="specKey = :owner",
+                ExpressionAttributeValues={":owner": {"S": owner}},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    @staticmethod
+    def _name_claim(name: str, spec_key: str, now: datetime) -> dict[str, Any]:
+        return {
+            "runId": {"S": NAME_CLAIM_PREFIX + name},
+            "claimedName": {"S": name},
+            "specKey": {"S": spec_key},
+            "claimedAt": {"S": now.astimezone(UTC).isoformat()},
+        }
 
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         paginator = self._client.get_paginator("query")
