@@ -161,14 +161,10 @@ def _timings(pace: Pace) -> Timings:
 
 
 def _read(path: Path) -> bytes:
-    from crq.safe_load import MAX_SPEC_BYTES
-
     try:
         if not path.is_dir() and path.exists() and not path.is_file():
             fail(f"{path}: not a regular file (a device, pipe or socket is not a spec file)")
-        with path.open("rb") as file:
-            # One byte more than a spec may have: enough for the size error, never a flood.
-            return file.read(MAX_SPEC_BYTES + 1)
+        return path.read_bytes()  # a regular file: the size error gives its real size
     except FileNotFoundError:
         fail(f"{path}: no such file")
     except IsADirectoryError:

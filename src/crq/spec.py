@@ -77,9 +77,7 @@ class SpecInvalid(CrqError):
         super().__init__("\n".join(self.lines()))
 
     def lines(self) -> list[str]:
-        return [
-            f"{self.source}: {error.field or '<root>'}: {error.message}" for error in self.errors
-        ]
+        return [f"{self.source}: {error}" for error in self.errors]
 
 
 # ---- pipeline keys ---------------------------------------------------------------------------

@@ -155,7 +155,10 @@ def test_an_oversized_spec_is_refused_without_reading_it_whole(pipeline_stack: A
     client = boto3.client("s3")
     client.meta.events.register("before-send.s3.GetObject", record)
     store = SpecStore(client)
-    with pytest.raises(SpecUnreadable, match="300000 bytes; the limit is 262144"):
+    with pytest.raises(
+        SpecUnreadable,
+        match=r"the file is 300000 bytes; a spec file has at most 262144 bytes \(256 KiB\)",
+    ):
         store.get_spec(pipeline_stack.specs_bucket, "specs/big.yaml", None)
     assert ranges == [b"bytes=0-262144"]  # one byte past the limit, never the whole object
     assert len(store.get_spec(pipeline_stack.specs_bucket, "specs/edge.yaml", None).data) == 262_144

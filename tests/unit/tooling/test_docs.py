@@ -22,3 +22,13 @@ def test_the_dead_letter_queue_lists_every_kind_of_message_it_says_it_holds() ->
         (False, True, False),
         (False, False, True),
     ]
+
+
+def test_the_readme_says_which_pythons_the_makefile_looks_for() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    match = re.search(r"^PYTHON_CANDIDATES := (.+)$", makefile, re.MULTILINE)
+    assert match
+    readme = (ROOT / "README.md").read_text()
+    assert "Python 3.11 or newer" in readme
+    for candidate in match.group(1).split():
+        assert f"`{candidate}`" in readme, candidate
