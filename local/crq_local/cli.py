@@ -69,6 +69,7 @@ app = typer.Typer(
 )
 # Piped into a file or a CI log, rich would assume 80 columns and crush the tables.
 _PIPED_WIDTH = None if sys.stdout.isatty() else 120
+STATUS_PIPED_WIDTH = 200  # crq status has seven columns, one of them an error message
 out = Console(highlight=False, width=_PIPED_WIDTH)
 err = Console(stderr=True, highlight=False, width=_PIPED_WIDTH)
 
@@ -491,13 +492,13 @@ def status(
         return
     table = Table(title=f"crq: {len(runs)} most recent run{'s' if len(runs) != 1 else ''}")
     table.add_column("spec", overflow="fold")
-    table.add_column("status", overflow="fold")
-    # Never shortened: a query id is what `crq watch` and the AWS console take.
+    # Never shortened: a status is what --status takes, a query id what `crq watch` takes.
+    table.add_column("status", no_wrap=True)
     table.add_column("query id", no_wrap=True, min_width=36)
-    table.add_column("started", overflow="fold")
-    table.add_column("duration", justify="right")
-    table.add_column("CRPU units", justify="right")
-    table.add_column("error", overflow="fold")
+    table.add_column("started", no_wrap=True)
+    table.add_column("duration", justify="right", no_wrap=True)
+    table.add_column("CRPU units", justify="right", no_wrap=True)
+    table.add_column("error", overflow="fold", ratio=1)
     for run in runs:
         units = run.outcome.crpu_units if run.outcome else None
         table.add_row(
@@ -509,7 +510,9 @@ def status(
             f"{units:g}" if units is not None else "",
             Text(run_view.error_of(run), style="red"),
         )
-    out.print(table)
+    # Piped (a script, a CI log), nothing wraps lines: one run per line, however wide.
+    shown = out if out.is_terminal else Console(highlight=False, width=STATUS_PIPED_WIDTH)
+    shown.print(table)
 
 
 def _find_membership(query_id: str, stack: str | None, cleanrooms: Any) -> str:
