@@ -95,5 +95,24 @@ class ResultsUnavailable(CrqError):
         self.reason = reason
 
 
+class CollaborationResourceNotFound(CrqError):
+    """Clean Rooms says a membership or analysis template that preflight read does not exist."""
+
+    def __init__(self, what: str, message: str = "") -> None:
+        super().__init__(f"{what} not found: {message}")
+        self.what = what
+        self.message = message
+
+
+class CollaborationReadFailed(CrqError):
+    """A read preflight makes could not be made (throttled, access denied, server error); the
+    checks that need it are skipped, never failed."""
+
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
 class PublishFailed(CrqError):
     """SNS did not accept a notification; the run keeps its claim and is re-published later."""

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from crq.ledger import Ledger, ResultObject
 from crq.metrics import RunMetrics
+from crq.preflight import CollaborationReader
 from crq.settings import Settings
 
 # ProtectedQueryStatus values (botocore cleanrooms 2022-02-17).
@@ -122,3 +123,6 @@ class Pipeline:
     publisher: Publisher
     metrics: RunMetrics
     clock: Callable[[], datetime] = field(default=utc_now)
+    # The Clean Rooms reads of preflight (crq.preflight), cached per container. None: no
+    # preflight (unit tests of other concerns); build_pipeline always wires it.
+    collaboration: CollaborationReader | None = None

@@ -45,6 +45,7 @@ from crq.ledger import (
 )
 from crq.notifier import deliver, end_run
 from crq.ports import Pipeline, ProtectedQuery, QuerySummary
+from crq.preflight import preflight
 from crq.render import RenderContext
 from crq.safe_load import format_of
 from crq.spec import Spec, SpecInvalid, file_stem, load_spec, redacted_request, render_request
@@ -237,6 +238,14 @@ def launch(
     except (SpecUnreadable, SpecInvalid) as exc:
         end_run(run, _rejection(_problems(exc), now), pipeline)
         return StartResult("rejected", run_id=run.run_id)
+    # ---- preflight (docs/preflight.md): what Clean Rooms would refuse, refused unbilled ----
+    if pipeline.collaboration is not None:
+        problems = preflight(request, pipeline.settings, pipeline.collaboration)
+        if problems:
+            logger.info("spec rejected by preflight", extra={**_log(run), "errors": len(problems)})
+            end_run(run, _rejection(problems, now), pipeline)
+            return StartResult("rejected", run_id=run.run_id, detail=f"{len(problems)} error(s)")
+    # ---- end preflight ----
 
     salt = run.fingerprint_salt or secrets.token_hex(16)
     try:

@@ -66,6 +66,11 @@ START_ACTIONS = {
     "cleanrooms:StartProtectedQuery",
     "cleanrooms:GetProtectedQuery",
     "cleanrooms:ListProtectedQueries",
+    # preflight (crq.preflight) before each start
+    "cleanrooms:GetMembership",
+    "cleanrooms:GetAnalysisTemplate",
+    "cleanrooms:ListMembers",
+    "cleanrooms:GetCollaborationAnalysisTemplate",
 }
 EXPECTED_ACTIONS = {
     "StartFunction": START_ACTIONS,
@@ -394,6 +399,13 @@ def test_each_action_is_granted_only_on_this_stacks_resources(template: dict[str
         "cleanrooms:GetProtectedQuery": memberships,
         "cleanrooms:ListProtectedQueries": memberships,
         "cleanrooms:UpdateProtectedQuery": memberships,
+        "cleanrooms:GetMembership": memberships,
+        "cleanrooms:GetAnalysisTemplate": memberships,
+        # a collaboration's ARN names its creator's account: any collaboration in the region
+        "cleanrooms:ListMembers": {f"arn:aws:cleanrooms:{REGION}:*:collaboration/*"},
+        "cleanrooms:GetCollaborationAnalysisTemplate": {
+            f"arn:aws:cleanrooms:{REGION}:*:collaboration/*"
+        },
     }
     for function in EXPECTED_ACTIONS:
         statements = function_statements(resolver, function)

@@ -180,7 +180,12 @@ class Sandbox:
             self._unset_env(name)
 
         clients = _clients(aws_url, region)
-        parameters = {"MembershipIds": memberships, **self.options.template_parameters}
+        parameters = {
+            "MembershipIds": memberships,
+            # preflight refuses result buckets the stack may not list: allow the sandbox's own
+            "ResultBucketNames": [self.options.results_bucket],
+            **self.options.template_parameters,
+        }
         try:
             self.stack = create_stack(
                 template,
