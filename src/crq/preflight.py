@@ -202,10 +202,16 @@ class _Check:
             return None
 
 
-def preflight(
+@dataclass(frozen=True)
+class PreflightReport:
+    problems: list[FieldProblem]
+    skipped: list[str]  # the reads that could not be made (their checks did not run)
+
+
+def check_request(
     request: Mapping[str, Any], settings: Settings, reader: CollaborationReader
-) -> list[FieldProblem]:
-    """Every problem found with a rendered request (empty: start it).
+) -> PreflightReport:
+    """Every problem found with a rendered request, and the reads that could not be made.
 
     Raises nothing for a read that fails: those checks are skipped and logged."""
     check = _Check(request, settings, reader, [], [])
@@ -215,7 +221,14 @@ def preflight(
     _check_output(check, membership)
     if check.skipped:
         logger.info("preflight partly skipped", extra={"skipped": check.skipped})
-    return check.problems
+    return PreflightReport(check.problems, check.skipped)
+
+
+def preflight(
+    request: Mapping[str, Any], settings: Settings, reader: CollaborationReader
+) -> list[FieldProblem]:
+    """Every problem found with a rendered request (empty: start it)."""
+    return check_request(request, settings, reader).problems
 
 
 def _check_membership(check: _Check) -> MembershipInfo | None:
