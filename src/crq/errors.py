@@ -58,12 +58,16 @@ class StartDeferred(CrqError):
 
 
 class StartRefused(CrqError):
-    """Clean Rooms refused the request for a reason that will not change by waiting."""
+    """Clean Rooms refused the request for a reason that will not change by waiting.
 
-    def __init__(self, code: str, message: str) -> None:
+    `code` is the exception name (a stable machine code), `reason` Clean Rooms' reason when it
+    gives one (e.g. FIELD_VALIDATION_FAILED)."""
+
+    def __init__(self, code: str, message: str, reason: str | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.reason = reason
 
 
 class QueryNotFound(CrqError):

@@ -102,8 +102,11 @@ class ResultLister(Protocol):
 
 
 class Publisher(Protocol):
-    def publish(self, subject: str, message: str, attributes: Mapping[str, str]) -> str:
-        """Publish to the notifications topic; returns the message id. Raises PublishFailed."""
+    def publish(
+        self, subject: str, message: str, attributes: Mapping[str, str], text: str | None = None
+    ) -> str:
+        """Publish to the notifications topic: the JSON `message`, and `text` for e-mail
+        subscribers. Returns the message id. Raises PublishFailed."""
         ...
 
 

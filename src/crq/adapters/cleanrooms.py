@@ -65,8 +65,9 @@ class CleanRoomsGateway:
             if code == "ValidationException" and reason == StartDeferred.IAM_DELAY:
                 raise StartDeferred(StartDeferred.IAM_DELAY, message) from exc
             if code in _REFUSED:
-                label = f"{code} ({reason})" if reason else code
-                raise StartRefused(label, message + _field_list(exc, parameters)) from exc
+                raise StartRefused(
+                    code, message + _field_list(exc, parameters, message), reason=reason
+                ) from exc
             raise
         return _query(response["protectedQuery"])
 
@@ -271,13 +272,18 @@ def _details(exc: ClientError) -> tuple[str, str, str | None]:
     return code, message, str(reason) if reason else None
 
 
-def _field_list(exc: ClientError, parameters: list[str]) -> str:
+def _field_list(exc: ClientError, parameters: list[str], message: str) -> str:
+    """The fields Clean Rooms names, those the message does not already say."""
     fields = exc.response.get("fieldList")
     if not isinstance(fields, list):
         return ""
     parts = [
-        f"{field.get('name')}: {scrub(str(field.get('message', '')), parameters)}"
-        for field in fields
-        if isinstance(field, Mapping)
+        text
+        for text in (
+            f"{field.get('name')}: {scrub(str(field.get('message', '')), parameters)}"
+            for field in fields
+            if isinstance(field, Mapping)
+        )
+        if text not in message
     ]
     return f" ({'; '.join(parts)})" if parts else ""
