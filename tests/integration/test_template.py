@@ -74,7 +74,8 @@ START_ACTIONS = {
 }
 EXPECTED_ACTIONS = {
     "StartFunction": START_ACTIONS,
-    "TrackFunction": START_ACTIONS | {"cleanrooms:UpdateProtectedQuery", "s3:ListBucket"},
+    "TrackFunction": START_ACTIONS
+    | {"cleanrooms:UpdateProtectedQuery", "s3:ListBucket", "dynamodb:UpdateItem"},
 }
 # Calls the adapters make that no function needs: they serve local tools only.
 TOOLS_ONLY = {"dynamodb:Scan": "DynamoLedger.recent, for `crq status`"}
@@ -393,6 +394,7 @@ def test_each_action_is_granted_only_on_this_stacks_resources(template: dict[str
         "kms:GenerateDataKey": {KEY_ARN},
         "dynamodb:GetItem": {TABLE_ARN},
         "dynamodb:PutItem": {TABLE_ARN},
+        "dynamodb:UpdateItem": {TABLE_ARN},
         "dynamodb:Query": {f"{TABLE_ARN}/index/InFlight", f"{TABLE_ARN}/index/ByQuery"},
         "sns:Publish": {TOPIC_ARN},
         "cleanrooms:StartProtectedQuery": memberships,
