@@ -133,11 +133,13 @@ class CachedReader:
         self._ttl = ttl
         self._lock = threading.Lock()
         self._entries: dict[Hashable, tuple[datetime, Any]] = {}
-        self.calls = 0
+        self.calls = 0  # reads that reached Clean Rooms
+        self.lookups = 0  # reads asked for (what an uncached preflight would have made)
 
     def _cached(self, key: Hashable, read: Callable[[], T]) -> T:
         now = self._clock()
         with self._lock:
+            self.lookups += 1
             entry = self._entries.get(key)
             if entry is not None and entry[0] > now:
                 value: T = entry[1]
