@@ -43,7 +43,10 @@ def billed_units(statistics: dict[str, Any] | None) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def record_attempt(ledger: Ledger, attempt: AttemptCost, now: datetime) -> None:
-    """Count an ended attempt's units against today (idempotent per query id)."""
-    if attempt.billed_units:
+def record_attempt(settings: Settings, ledger: Ledger, attempt: AttemptCost, now: datetime) -> None:
+    """Count an ended attempt's units against today (idempotent per query id).
+
+    Only while the stack has a budget: without one nobody reads the count, and a run costs no
+    extra write. Units billed before a budget was set (a deploy) are not counted that day."""
+    if settings.daily_crpu_budget > 0 and attempt.billed_units:
         ledger.add_billed_units(budget_day(now), attempt.query_id, attempt.billed_units)

@@ -270,7 +270,7 @@ def _finish(
     attempt = AttemptCost(
         query_id=query.id, status=query.status, billed_units=billed_units(query.statistics)
     )
-    record_attempt(pipeline.ledger, attempt, now)
+    record_attempt(pipeline.settings, pipeline.ledger, attempt, now)
     run = run.evolve(now, attempts=_with_attempt(run, attempt))
     error = None
     if query.error_code or query.error_message:

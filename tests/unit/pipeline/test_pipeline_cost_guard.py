@@ -50,7 +50,7 @@ def test_a_retried_run_reports_every_attempts_units_and_the_total() -> None:
 
 
 def test_billed_units_count_once_per_query_against_the_day() -> None:
-    w = world()
+    w = world(daily_crpu_budget=10.0)
     run = submit(w, "daily")
     w.cleanrooms.end(run.query_id or "", "SUCCESS")
     track_in_flight(w.pipeline)
@@ -59,10 +59,14 @@ def test_billed_units_count_once_per_query_against_the_day() -> None:
     assert w.ledger.billed_units("2026-01-06") == 0
 
 
-def test_no_budget_means_no_limit() -> None:
+def test_no_budget_means_no_limit_and_no_counting() -> None:
     w = world()
     w.ledger.add_billed_units("2026-01-05", "earlier", 1000.0)
-    assert submit(w, "daily").state is RunState.RUNNING
+    run = submit(w, "daily")
+    assert run.state is RunState.RUNNING
+    w.cleanrooms.end(run.query_id or "", "SUCCESS")
+    track_in_flight(w.pipeline)
+    assert w.ledger.budget == {"2026-01-05": {"earlier": 1000.0}}  # no write per run
 
 
 def test_a_start_past_the_daily_budget_ends_start_failed_saying_so() -> None:
