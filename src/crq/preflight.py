@@ -332,10 +332,20 @@ def _check_template(check: _Check, membership: MembershipInfo | None) -> None:
 def _check_output(check: _Check, membership: MembershipInfo | None) -> None:
     config = check.request.get("resultConfiguration")
     if not isinstance(config, Mapping):
-        if membership is not None and not membership.has_default_result_configuration:
+        if membership is None:
+            return
+        default_bucket = membership.default_result_bucket
+        if not membership.has_default_result_configuration:
             check.refuse(
                 "resultConfiguration",
                 "is required: the membership has no default result configuration",
+            )
+        elif default_bucket and default_bucket not in check.settings.result_bucket_names:
+            check.refuse(
+                "resultConfiguration",
+                f"is left out, so results go to the membership's default bucket {default_bucket}, "
+                "which is not one of the stack's ResultBucketNames: crq could not list the "
+                "result files",
             )
         return
     output = config.get("outputConfiguration") or {}

@@ -3,6 +3,7 @@ tests/preflight_specs covers the same checks through the real handlers and the e
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -220,3 +221,21 @@ def test_values_of_the_wrong_type_are_named_without_the_value(value: str, type_n
     problem = value_problem(value, type_name)
     assert problem is not None and problem.startswith(f"is not a valid {type_name} value")
     assert value not in problem
+
+
+def test_a_left_out_result_configuration_is_checked_against_the_membership_default() -> None:
+    req = request(end_date="2026-01-05")
+    del req["resultConfiguration"]
+    reader = FakeReader()
+    # no default at all: Clean Rooms would refuse it
+    assert fields(preflight(req, settings(), reader)) == ["resultConfiguration"]
+    # a default in a bucket the stack may read: fine; in another: crq could not list the files
+    reader.membership = replace(
+        reader.membership,
+        has_default_result_configuration=True,
+        default_result_bucket="crq-results",
+    )
+    assert preflight(req, settings(), reader) == []
+    reader.membership = replace(reader.membership, default_result_bucket="elsewhere")
+    [problem] = preflight(req, settings(), reader)
+    assert problem.field == "resultConfiguration" and "default bucket elsewhere" in problem.message
