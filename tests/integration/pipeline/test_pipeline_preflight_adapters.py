@@ -90,3 +90,26 @@ def test_billed_units_count_once_per_query_and_stay_out_of_the_runs(pipeline_sta
     )
     assert [r.run_id for r in ledger.recent(10)] == ["s3:x"]
     assert ledger.in_flight()[0].run_id == "s3:x" and len(ledger.in_flight()) == 1
+
+
+def test_a_refused_start_keeps_code_and_reason_apart_without_repeating_the_field(
+    gateway: CleanRoomsGateway,
+) -> None:
+    from crq.errors import StartRefused
+
+    request = {
+        "membershipIdentifier": MEMBERSHIP,
+        "type": "SQL",
+        "sqlParameters": {"queryString": "SELECT 1", "parameters": {"x": "1"}},
+        "resultConfiguration": {
+            "outputConfiguration": {
+                "s3": {"resultFormat": "CSV", "bucket": "crq-results", "keyPrefix": "x/"}
+            }
+        },
+    }
+    with pytest.raises(StartRefused) as refused:
+        gateway.start_query(request)
+    assert refused.value.code == "ValidationException"
+    assert refused.value.reason == "FIELD_VALIDATION_FAILED"
+    message = refused.value.message
+    assert message.count("parameters are only allowed with analysisTemplateArn") == 1, message

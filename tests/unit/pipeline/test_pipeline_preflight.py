@@ -89,7 +89,7 @@ def settings(**changes: Any) -> Settings:
 def request(**parameters: str) -> dict[str, Any]:
     return {
         "membershipIdentifier": MEMBERSHIP,
-        "queryType": "SQL",
+        "type": "SQL",
         "sqlParameters": {"analysisTemplateArn": ARN, "parameters": parameters},
         "resultConfiguration": {
             "outputConfiguration": {
