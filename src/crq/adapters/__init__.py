@@ -59,7 +59,9 @@ def build_pipeline(settings: Settings, metrics: Metrics) -> Pipeline:
         return cast(Any, _LazyClient(session, service, config))
 
     # GetProtectedQuery's error.retry, which older botocore models drop while parsing.
-    session.events.register("after-call.cleanrooms.GetProtectedQuery", keep_retry_info)
+    session.events.register(
+        "after-call.cleanrooms.GetProtectedQuery", keep_retry_info, unique_id="crq-retry-info"
+    )
     s3 = client("s3")
     queries = CleanRoomsGateway(
         client=client("cleanrooms"), start_client=client("cleanrooms", _ONCE)

@@ -113,3 +113,26 @@ def test_a_refused_start_keeps_code_and_reason_apart_without_repeating_the_field
     assert refused.value.reason == "FIELD_VALIDATION_FAILED"
     message = refused.value.message
     assert message.count("parameters are only allowed with analysisTemplateArn") == 1, message
+
+
+def test_a_throttled_preflight_read_starts_the_valid_spec_anyway_and_says_so(
+    pipeline_stack: Any, functions: Any, log_records: Any
+) -> None:
+    # Given Clean Rooms throttling every GetMembership (beyond the SDK's own retries)
+    pipeline_stack.engine.throttle(requests=50, operations=["GetMembership"])
+    spec = (
+        f"name: throttled\nmembershipIdentifier: {MEMBERSHIP}\n"
+        "sqlParameters:\n  queryString: SELECT channel FROM impressions\n"
+        "resultConfiguration:\n  outputConfiguration:\n"
+        "    s3: {resultFormat: CSV, bucket: crq-results, keyPrefix: throttled/}\n"
+    )
+
+    # When a valid spec is uploaded
+    result = functions.start(pipeline_stack.upload("specs/throttled.yaml", spec))
+
+    # Then the query starts, and the log says which check could not run
+    assert result["outcome"] == "started", result
+    assert len(pipeline_stack.engine.received) == 1
+    skipped = [r for r in log_records.records if "preflight check skipped" in r.getMessage()]
+    assert skipped and skipped[0].check == "GetMembership"
+    assert skipped[0].errorCode == "ThrottlingException"
