@@ -204,8 +204,13 @@ def notification_schema(*, strict: bool = False) -> dict[str, Any]:
         _allow_unknown_keys(schema)
         schema["properties"]["version"] = {
             "type": "string",
-            "pattern": r"^1\.[0-9]+$",
+            "pattern": r"^1(\.[0-9]+)?$",
             "description": f"The contract version; this schema describes {CONTRACT_VERSION}.",
+        }
+        # A new event is additive too: known values are listed, others are allowed.
+        schema["properties"]["event"] = {
+            "anyOf": [schema["properties"]["event"], {"type": "string"}],
+            "description": "See docs/notifications.md; ignore events you do not handle.",
         }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

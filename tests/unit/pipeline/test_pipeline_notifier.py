@@ -145,6 +145,11 @@ def test_the_published_schema_lets_a_strict_consumer_survive_additive_changes() 
     body = json.loads(build_notification(ended_run(SUCCEEDED)).to_json())
     future = {**body, "version": "1.7", "surprise": 1, "query": {**body["query"], "new": "x"}}
     assert validator.is_valid(future)
+    assert validator.is_valid({**body, "event": "SCHEDULE_SET"})  # a new event is additive
+    assert validator.is_valid({**body, "version": "1"})  # messages of contract 1.0
+    strict = jsonschema.Draft202012Validator(notification_schema(strict=True))
+    assert not strict.is_valid(future)
+    assert not strict.is_valid({**body, "event": "SCHEDULE_SET"})
     assert not validator.is_valid({**body, "version": "2.0"})  # a breaking change is a major
     assert not validator.is_valid({k: v for k, v in body.items() if k != "runId"})
     assert "consumers must ignore keys they do not know" in notification_schema()["description"]
