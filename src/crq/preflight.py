@@ -456,10 +456,14 @@ _EXAMPLES = {
     "TIME": "06:00:00",
     "BOOLEAN": "true or false",
 }
-_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
+# ISO 8601 forms, and the shorter ones Spark also reads (`2026`, `2026-01`, a date followed by a
+# time): what every analytics engine reads the same way. A locale-dependent form (01/31/2026)
+# is refused: Spark reads it as NULL, and its meaning depends on the engine's date style.
+_YMD = r"(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?"
+_DATE = re.compile(rf"^{_YMD}(?:[ T].*)?$")
 _CLOCK = r"(\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?"
 _ZONE = r"(?:\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?))?"
-_TIMESTAMP_RE = re.compile(rf"^(\d{{4}})-(\d{{1,2}})-(\d{{1,2}})(?:[ T]{_CLOCK})?{_ZONE}$")
+_TIMESTAMP_RE = re.compile(rf"^{_YMD}(?:[ T]{_CLOCK})?{_ZONE}$")
 _TIME_RE = re.compile(rf"^{_CLOCK}{_ZONE}$")
 
 
@@ -520,9 +524,9 @@ def _decimal(text: str) -> bool:
     return True
 
 
-def _valid_date(year: str, month: str, day: str) -> bool:
+def _valid_date(year: str, month: str | None, day: str | None) -> bool:
     try:
-        date(int(year), int(month), int(day))
+        date(int(year), int(month or 1), int(day or 1))
     except ValueError:
         return False
     return True

@@ -176,6 +176,10 @@ def test_the_cache_does_not_remember_failures() -> None:
     [
         ("2026-01-31", "DATE"),
         (" 2026-1-5 ", "DATE"),
+        ("2026", "DATE"),  # Spark reads a year, or a year and month, as a date
+        ("2026-03", "DATE"),
+        ("2026-01-31T06:00:00", "DATE"),
+        ("2026-01", "TIMESTAMP"),
         ("2026-01-31 06:00:00", "TIMESTAMP"),
         ("2026-01-31T06:00:00.123Z", "TIMESTAMP_NTZ"),
         ("2026-01-31 06:00:00+01:00", "TIMESTAMPTZ"),
@@ -204,6 +208,8 @@ def test_values_clean_rooms_accepts_pass(value: str, type_name: str) -> None:
     [
         ("2026-02-30", "DATE"),
         ("01/31/2026", "DATE"),
+        ("2026-13", "DATE"),
+        ("20260131", "DATE"),
         ("yesterday", "DATE"),
         ("2026-01-31 24:00:00", "TIMESTAMP"),
         ("2026-13-01 00:00:00", "TIMESTAMP_LTZ"),
