@@ -73,6 +73,9 @@ class Member(_Model):
     membershipId: str | None = Field(default=None, pattern=f"^{UUID_PATTERN}$")
     displayName: str | None = Field(default=None, min_length=1, max_length=100)
     abilities: list[Ability] = Field(default_factory=list)
+    # MemberStatus. A caller's membership that is not ACTIVE answers GetMembership REMOVED and
+    # may not start queries; another member that is not ACTIVE cannot receive results.
+    status: Literal["ACTIVE", "INVITED", "LEFT", "REMOVED"] = "ACTIVE"
 
 
 class Table(_Model):
@@ -112,6 +115,8 @@ class AnalysisTemplate(_Model):
     creatorAccountId: str | None = Field(default=None, pattern=f"^{ACCOUNT_PATTERN}$")
     sql: str = Field(min_length=1, max_length=500_000)
     parameters: list[AnalysisParameter] = Field(default_factory=list, max_length=50)
+    # AnalysisFormat. Only SQL templates run as protected queries (PySpark ones are jobs).
+    format: Literal["SQL", "PYSPARK_1_0", "PYSPARK_2_0"] = "SQL"
 
     @model_validator(mode="after")
     def _parameters_match_sql(self) -> AnalysisTemplate:

@@ -139,6 +139,7 @@ class Engine:
             "GetAnalysisTemplate": self._get_analysis_template,
             "ListAnalysisTemplates": self._list_analysis_templates,
             "GetCollaborationAnalysisTemplate": self._get_collaboration_analysis_template,
+            "ListMembers": self._list_members,
         }
 
     @classmethod
@@ -353,6 +354,11 @@ class Engine:
                 "sqlParameters.analysisTemplateArn",
                 "no such analysis template in the membership's collaboration",
             )
+        if template.format != "SQL":
+            raise rules.invalid(
+                "sqlParameters.analysisTemplateArn",
+                f"a {template.format} analysis template cannot run as a protected query",
+            )
         try:
             bound = bind(template.sql, template.parameters, sql_parameters.get("parameters", {}))
         except ParameterError as exc:
@@ -473,6 +479,18 @@ class Engine:
             )
         shape = self.world.template_shape(template, kind="collaboration")
         return {"collaborationAnalysisTemplate": shape}
+
+    def _list_members(self, params: dict[str, Any]) -> dict[str, Any]:
+        collab = self.world.collaborations.get(params["collaborationIdentifier"])
+        if collab is None or collab.membership_of(self.world.account_id) is None:
+            raise ResourceNotFoundException(
+                f"Collaboration {params['collaborationIdentifier']} not found",
+                resource_id=params["collaborationIdentifier"],
+                resource_type="COLLABORATION",
+            )
+        page, token = pages.page(list(collab.memberships.values()), params)
+        out: dict[str, Any] = {"memberSummaries": [self.world.member_shape(m) for m in page]}
+        return out | ({"nextToken": token} if token else {})
 
     # ---- shapes ----------------------------------------------------------------------------
 
