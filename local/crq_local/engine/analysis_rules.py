@@ -110,9 +110,7 @@ def _check_body(rule: TableRule, key: str, exposed: list[str] | None) -> list[tu
     return problems
 
 
-def api_rule_shape(
-    rule: TableRule, collaboration_id: str, created: Any
-) -> dict[str, Any]:
+def api_rule_shape(rule: TableRule, collaboration_id: str, created: Any) -> dict[str, Any]:
     """The `AnalysisRule` of GetSchemaAnalysisRule / BatchGetSchemaAnalysisRule."""
     return {
         "collaborationId": collaboration_id,

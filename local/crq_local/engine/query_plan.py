@@ -23,7 +23,7 @@ from .tables import TableReadError, describe_columns
 
 if TYPE_CHECKING:
     from .config import EngineConfig, Table
-    from .world import Collaboration, Membership, Template
+    from .world import Membership, Template
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,7 @@ class Planner:
                 receivers=tuple(receivers),
             )
             tree = enforce(tree, tables, rules, ctx)
-        types = (
-            {p.name: PARAMETER_TYPES[p.type] for p in template.parameters} if template else {}
-        )
+        types = {p.name: PARAMETER_TYPES[p.type] for p in template.parameters} if template else {}
         used = frozenset(p.name for p in tree.find_all(exp.Placeholder))
         tree = dialect.bind_parameters(tree, types)
         return Plan(dialect.to_duckdb(tree), tuple(tables), used)
@@ -93,4 +91,3 @@ class Planner:
             with self._lock:
                 self._columns[key] = found
         return found
-

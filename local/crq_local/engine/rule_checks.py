@@ -142,7 +142,7 @@ class _Scope:
         self.ctx = ctx
         self.aliases: dict[str, str] = {}  # alias or name (lower) -> table
         self.instances: list[tuple[str, str]] = []  # (alias as written, table)
-        sources = [select.args.get("from_")] + list(select.args.get("joins") or [])
+        sources = [select.args.get("from_"), *list(select.args.get("joins") or [])]
         for source in sources:
             if source is None:
                 continue
@@ -160,7 +160,9 @@ class _Scope:
         if column.table:
             return self.aliases.get(column.table.lower())
         name = column.name.lower()
-        owners = [t for t in dict.fromkeys(self.aliases.values()) if name in self.ctx.columns.get(t, ())]
+        owners = [
+            t for t in dict.fromkeys(self.aliases.values()) if name in self.ctx.columns.get(t, ())
+        ]
         return owners[0] if owners else None
 
 
@@ -171,7 +173,9 @@ def _kind(rules: Mapping[str, TableRule]) -> str:
 def _single_select(tree: exp.Query, kind: str, table: str) -> exp.Select:
     where = f"{kind} rule of table {table}"
     if not isinstance(tree, exp.Select):
-        raise RuleViolation(f"{where}: only a single SELECT is allowed (no UNION or set operations)")
+        raise RuleViolation(
+            f"{where}: only a single SELECT is allowed (no UNION or set operations)"
+        )
     if tree.args.get("with_") or tree.args.get("with"):
         raise RuleViolation(f"{where}: common table expressions (WITH) are not allowed")
     for node in tree.walk():
@@ -211,7 +215,9 @@ def _check_joins(select: exp.Select, scope: _Scope, member: str) -> None:
         kind = (join.args.get("kind") or "").upper()
         side = (join.args.get("side") or "").upper()
         table = scope.aliases.get(join.this.alias_or_name.lower(), join.this.name)
-        where = f"{scope.rules[table].type} rule of table {table}" if table in scope.rules else table
+        where = (
+            f"{scope.rules[table].type} rule of table {table}" if table in scope.rules else table
+        )
         if side or kind not in ("", "INNER"):
             written = " ".join(w for w in (side, kind) if w) or "comma"
             raise RuleViolation(f"{where}: only INNER JOIN is allowed, not a {written} join")
@@ -360,15 +366,19 @@ def _check_scalar_functions(select: exp.Select, rules: Mapping[str, TableRule]) 
         allowed = names if allowed is None else allowed & names
     assert allowed is not None
     for func in select.find_all(exp.Func):
-        if isinstance(func, exp.AggFunc) or isinstance(func, exp.Distinct):
+        if isinstance(func, (exp.AggFunc, exp.Distinct)):
             continue
         name = SCALAR_FUNCTIONS.get(type(func))
         shown = func.sql(dialect="spark")[:60]
         if name is None or name not in allowed:
             blocking = [
-                t for t, r in rules.items() if name is None or name not in r.columns("scalarFunctions")
+                t
+                for t, r in rules.items()
+                if name is None or name not in r.columns("scalarFunctions")
             ]
-            label = name or (func.sql_name() if not isinstance(func, exp.Anonymous) else func.name.upper())
+            label = name or (
+                func.sql_name() if not isinstance(func, exp.Anonymous) else func.name.upper()
+            )
             raise RuleViolation(
                 f"AGGREGATION rule of table {blocking[0]}: scalar function {label} ({shown}) is "
                 f"not allowed (scalarFunctions: {', '.join(sorted(allowed)) or 'none'})"
@@ -385,7 +395,9 @@ def _add_output_constraints(
         for constraint in rules[table].body["outputConstraints"]:
             column = exp.column(constraint["columnName"], table=alias)
             count = exp.Count(this=exp.Distinct(expressions=[column]))
-            conditions.append(exp.GTE(this=count, expression=exp.Literal.number(constraint["minimum"])))
+            conditions.append(
+                exp.GTE(this=count, expression=exp.Literal.number(constraint["minimum"]))
+            )
     if not conditions:
         return select
     out = select.copy()
@@ -407,7 +419,9 @@ def _list(
     for clause in ("group", "having", "order"):
         if select.args.get(clause):
             name = {"group": "GROUP BY", "having": "HAVING", "order": "ORDER BY"}[clause]
-            raise RuleViolation(f"LIST rule of table {first}: {name} is not allowed in a list query")
+            raise RuleViolation(
+                f"LIST rule of table {first}: {name} is not allowed in a list query"
+            )
     for func in select.find_all(exp.Func):
         if isinstance(func, exp.Distinct):
             continue
