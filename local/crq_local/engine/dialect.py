@@ -37,9 +37,29 @@ def parse(sql: str, analytics_engine: str) -> exp.Query:
     tree = statements[0]
     if not isinstance(tree, exp.Query):
         raise QueryFailed(MALFORMED_QUERY, "only SELECT statements can run in a protected query")
+    _refuse_untranslatable(tree, name)
     if analytics_engine == "SPARK":
         tree = tree.transform(_strict_cast)
     return tree
+
+
+# Clauses DuckDB has no equivalent for, which sqlglot would drop without a word.
+_UNTRANSLATABLE = {
+    "distribute": "DISTRIBUTE BY",
+    "cluster": "CLUSTER BY",
+    "sort": "SORT BY",
+}
+
+
+def _refuse_untranslatable(tree: exp.Expression, name: str) -> None:
+    for node in tree.walk():
+        for key, clause in _UNTRANSLATABLE.items():
+            if node.args.get(key):
+                raise QueryFailed(
+                    MALFORMED_QUERY,
+                    f"{name} {clause} cannot be translated to the local engine (DuckDB); "
+                    "use ORDER BY for an ordered result",
+                )
 
 
 def _strict_cast(node: exp.Expression) -> exp.Expression:
@@ -48,6 +68,13 @@ def _strict_cast(node: exp.Expression) -> exp.Expression:
     # An explicit TRY_CAST (safe=True) stays a TRY_CAST.
     if isinstance(node, exp.TryCast) and not node.args.get("safe"):
         return exp.Cast(**node.args)
+    return node
+
+
+def _spark_dates(node: exp.Expression) -> exp.Expression:
+    # Spark's date_add/date_sub return a DATE; DuckDB's date + INTERVAL is a TIMESTAMP.
+    if isinstance(node, exp.TsOrDsAdd) and not isinstance(node.parent, exp.Cast):
+        return exp.Cast(this=node.copy(), to=exp.DataType.build("DATE"))
     return node
 
 
@@ -70,8 +97,11 @@ def bind_parameters(tree: exp.Query, types: Mapping[str, str]) -> exp.Query:
     return tree.transform(cast)
 
 
-def to_duckdb(tree: exp.Expression) -> str:
-    """DuckDB SQL for the tree; a construct DuckDB has no translation for is MALFORMED_QUERY."""
+def to_duckdb(tree: exp.Expression, analytics_engine: str) -> str:
+    """DuckDB SQL for the tree; a construct DuckDB has no translation for is MALFORMED_QUERY.
+    (Run after the rule checks: the casts added here are the engine's, not the query's.)"""
+    if analytics_engine == "SPARK":
+        tree = tree.transform(_spark_dates)
     try:
         return tree.sql(dialect="duckdb", unsupported_level=ErrorLevel.RAISE)
     except UnsupportedError as exc:

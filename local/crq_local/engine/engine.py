@@ -42,6 +42,7 @@ from .execution import Execution, QueryFailed
 from .faults import FaultCounters, FaultHintError, QueryFaults, Throttle, parse_hints
 from .params import Bound, ParameterError, bind
 from .query_plan import Planner
+from .schemas import Schemas
 from .tables import TableCache, TableReadError, TableSource, download
 from .timings import Timings
 from .world import Membership, World
@@ -141,6 +142,15 @@ class Engine:
             "GetAnalysisTemplate": self._get_analysis_template,
             "ListAnalysisTemplates": self._list_analysis_templates,
             "GetCollaborationAnalysisTemplate": self._get_collaboration_analysis_template,
+        }
+        # issue 11: the tables' schemas and analysis rules (schemas.py).
+        self._schemas = Schemas(self.world, config)
+        self._operations |= {
+            "GetSchema": self._schemas.get_schema,
+            "ListSchemas": self._schemas.list_schemas,
+            "BatchGetSchema": self._schemas.batch_get_schema,
+            "GetSchemaAnalysisRule": self._schemas.get_schema_analysis_rule,
+            "BatchGetSchemaAnalysisRule": self._schemas.batch_get_schema_analysis_rule,
         }
 
     @classmethod

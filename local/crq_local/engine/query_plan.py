@@ -67,7 +67,7 @@ class Planner:
         types = {p.name: PARAMETER_TYPES[p.type] for p in template.parameters} if template else {}
         used = frozenset(p.name for p in tree.find_all(exp.Placeholder))
         tree = dialect.bind_parameters(tree, types)
-        return Plan(dialect.to_duckdb(tree), tuple(tables), used)
+        return Plan(dialect.to_duckdb(tree, collab.analytics_engine), tuple(tables), used)
 
     def columns(self, table: Table) -> frozenset[str]:
         """The table's columns (lower case) as a query sees them; empty when not known."""

@@ -51,6 +51,10 @@ SCALAR_FUNCTIONS: dict[type[exp.Expression], str] = {
 }
 
 
+# sqlglot models some operators as functions too (AND, OR, ...): they are not scalar functions.
+OPERATORS = (exp.AggFunc, exp.Distinct, exp.Binary, exp.Connector, exp.Predicate, exp.Unary)
+
+
 class RuleViolation(QueryFailed):
     def __init__(self, message: str) -> None:
         super().__init__(MALFORMED_QUERY, message)
@@ -261,21 +265,23 @@ def _allowed_operators(rules: Iterable[TableRule]) -> set[str]:
 
 
 def _join_required(scope: _Scope) -> None:
+    """The table must be joined with a table of the query runner (for the runner's own table:
+    joined with another table), so the query runs on the intersection of both."""
+    caller = scope.ctx.caller
     for table, rule in scope.rules.items():
         required = rule.type == "LIST" or rule.body.get("joinRequired") == "QUERY_RUNNER"
         if not required:
             continue
-        partners = [
-            t
-            for _, t in scope.instances
-            if t != table and scope.ctx.owners.get(t) == scope.ctx.caller
-        ]
-        if not partners:
-            why = "joinRequired is QUERY_RUNNER" if rule.type == "AGGREGATION" else "list queries"
-            raise RuleViolation(
-                f"{rule.type} rule of table {table}: the table must be joined with a table of "
-                f"the query runner (account {scope.ctx.caller}) ({why})"
-            )
+        others = [t for _, t in scope.instances if t != table]
+        own = scope.ctx.owners.get(table) == caller
+        if others if own else any(scope.ctx.owners.get(t) == caller for t in others):
+            continue
+        why = "joinRequired is QUERY_RUNNER" if rule.type == "AGGREGATION" else "list queries"
+        raise RuleViolation(
+            f"{rule.type} rule of table {table}: the table must be joined with "
+            + ("another table" if own else f"a table of the query runner (account {caller})")
+            + f" ({why})"
+        )
 
 
 def _lower(names: Iterable[str]) -> set[str]:
@@ -366,7 +372,7 @@ def _check_scalar_functions(select: exp.Select, rules: Mapping[str, TableRule]) 
         allowed = names if allowed is None else allowed & names
     assert allowed is not None
     for func in select.find_all(exp.Func):
-        if isinstance(func, (exp.AggFunc, exp.Distinct)):
+        if isinstance(func, OPERATORS):
             continue
         name = SCALAR_FUNCTIONS.get(type(func))
         shown = func.sql(dialect="spark")[:60]
@@ -423,7 +429,7 @@ def _list(
                 f"LIST rule of table {first}: {name} is not allowed in a list query"
             )
     for func in select.find_all(exp.Func):
-        if isinstance(func, exp.Distinct):
+        if isinstance(func, OPERATORS) and not isinstance(func, exp.AggFunc):
             continue
         kind = "aggregate" if isinstance(func, exp.AggFunc) else "scalar"
         raise RuleViolation(
