@@ -76,12 +76,19 @@ def _set(key: str, value: Any) -> Change:
             "must be one of",
         ),
         (
-            _set("outputConstraints", [{"columnName": "hashed_email", "minimum": 1, "type": "COUNT_DISTINCT"}]),
+            _set(
+                "outputConstraints",
+                [{"columnName": "hashed_email", "minimum": 1, "type": "COUNT_DISTINCT"}],
+            ),
             f"{RULE}.v1.aggregation.outputConstraints[0].minimum",
             "at least 2",
         ),
         (_set("joinColums", ["x"]), f"{RULE}.v1.aggregation.joinColums", "unknown"),
-        (lambda r: body(r).pop("outputConstraints"), f"{RULE}.v1.aggregation.outputConstraints", "required"),
+        (
+            lambda r: body(r).pop("outputConstraints"),
+            f"{RULE}.v1.aggregation.outputConstraints",
+            "required",
+        ),
         (
             lambda r: r["v1"].update({"list": {"joinColumns": ["a"], "listColumns": ["b"]}}),
             f"{RULE}.v1",
