@@ -39,7 +39,13 @@ def parse(sql: str, analytics_engine: str) -> exp.Query:
         raise QueryFailed(MALFORMED_QUERY, "only SELECT statements can run in a protected query")
     _refuse_untranslatable(tree, name)
     if analytics_engine == "SPARK":
-        tree = tree.transform(_strict_cast)
+        tree = _query(tree.transform(_strict_cast))
+    return tree
+
+
+def _query(tree: exp.Expr) -> exp.Query:
+    # A transform keeps the root's class unless it replaces the root, which ours never do.
+    assert isinstance(tree, exp.Query)
     return tree
 
 
@@ -51,7 +57,7 @@ _UNTRANSLATABLE = {
 }
 
 
-def _refuse_untranslatable(tree: exp.Expression, name: str) -> None:
+def _refuse_untranslatable(tree: exp.Expr, name: str) -> None:
     for node in tree.walk():
         for key, clause in _UNTRANSLATABLE.items():
             if node.args.get(key):
@@ -62,7 +68,7 @@ def _refuse_untranslatable(tree: exp.Expression, name: str) -> None:
                 )
 
 
-def _strict_cast(node: exp.Expression) -> exp.Expression:
+def _strict_cast(node: exp.Expr) -> exp.Expr:
     # sqlglot reads Spark's CAST as TRY_CAST (Spark's legacy non-ANSI mode returns NULL on a bad
     # value). Spark 4 runs in ANSI mode, where a bad cast fails; the engine keeps failures loud.
     # An explicit TRY_CAST (safe=True) stays a TRY_CAST.
@@ -71,7 +77,7 @@ def _strict_cast(node: exp.Expression) -> exp.Expression:
     return node
 
 
-def _spark_dates(node: exp.Expression) -> exp.Expression:
+def _spark_dates(node: exp.Expr) -> exp.Expr:
     # Spark's date_add/date_sub return a DATE; DuckDB's date + INTERVAL is a TIMESTAMP.
     if isinstance(node, exp.TsOrDsAdd) and not isinstance(node.parent, exp.Cast):
         return exp.Cast(this=node.copy(), to=exp.DataType.build("DATE"))
@@ -88,16 +94,16 @@ def bind_parameters(tree: exp.Query, types: Mapping[str, str]) -> exp.Query:
             f"{names}: parameters are only allowed in analysis templates that declare them",
         )
 
-    def cast(node: exp.Expression) -> exp.Expression:
+    def cast(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Placeholder) and node.name:
             target = exp.DataType.build(types[node.name], dialect="duckdb")
             return exp.Cast(this=exp.Placeholder(this=node.name), to=target)
         return node
 
-    return tree.transform(cast)
+    return _query(tree.transform(cast))
 
 
-def to_duckdb(tree: exp.Expression, analytics_engine: str) -> str:
+def to_duckdb(tree: exp.Expr, analytics_engine: str) -> str:
     """DuckDB SQL for the tree; a construct DuckDB has no translation for is MALFORMED_QUERY.
     (Run after the rule checks: the casts added here are the engine's, not the query's.)"""
     if analytics_engine == "SPARK":
@@ -110,7 +116,7 @@ def to_duckdb(tree: exp.Expression, analytics_engine: str) -> str:
         ) from exc
 
 
-def referenced_tables(tree: exp.Expression, known: Mapping[str, str]) -> list[str]:
+def referenced_tables(tree: exp.Expr, known: Mapping[str, str]) -> list[str]:
     """The collaboration tables (`known`: lower-case name -> name) the query reads, in order;
     names of its own CTEs are not tables."""
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}

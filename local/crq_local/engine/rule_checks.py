@@ -21,7 +21,7 @@ from .execution import MALFORMED_QUERY, QueryFailed
 
 AGGREGATE_NAMES = "COUNT, COUNT DISTINCT, SUM, SUM DISTINCT, AVG"
 # The model's ScalarFunctions enum, keyed by the sqlglot expression each one parses into.
-SCALAR_FUNCTIONS: dict[type[exp.Expression], str] = {
+SCALAR_FUNCTIONS: dict[type[exp.Expr], str] = {
     exp.Abs: "ABS",
     exp.Cast: "CAST",
     exp.TryCast: "CAST",
@@ -194,12 +194,13 @@ def _single_select(tree: exp.Query, kind: str, table: str) -> exp.Select:
 
 def _context(column: exp.Column) -> str:
     """Where a column is used: "aggregate", "join" (a JOIN's ON), or the clause it is in."""
-    node: exp.Expression | None = column
+    node: exp.Expr | None = column
     while node is not None:
         parent = node.parent
         if isinstance(node, exp.AggFunc):
             return "aggregate"
-        if isinstance(parent, exp.Join) and node.arg_key in ("on", "using"):
+        key = node.arg_key or ""
+        if isinstance(parent, exp.Join) and key in ("on", "using"):
             return "join"
         if isinstance(parent, exp.Select):
             return {
@@ -208,7 +209,7 @@ def _context(column: exp.Column) -> str:
                 "group": "GROUP BY",
                 "having": "HAVING",
                 "order": "ORDER BY",
-            }.get(node.arg_key, node.arg_key.upper())
+            }.get(key, key.upper())
         node = parent
     return "SELECT"
 
@@ -396,7 +397,7 @@ def _add_output_constraints(
 ) -> exp.Select:
     """HAVING COUNT(DISTINCT alias.column) >= minimum, for every constraint of every table
     instance: rows below any minimum are left out, and the output does not say so."""
-    conditions: list[exp.Expression] = []
+    conditions: list[exp.Expr] = []
     for alias, table in scope.instances:
         for constraint in rules[table].body["outputConstraints"]:
             column = exp.column(constraint["columnName"], table=alias)
@@ -502,8 +503,8 @@ def _disallowed_output(tree: exp.Query, rules: Mapping[str, TableRule], ctx: Que
 
 
 def _output_sources(
-    query: exp.Expression,
-    ctes: Mapping[str, exp.Expression],
+    query: exp.Expr,
+    ctes: Mapping[str, exp.Expr],
     rules: Mapping[str, TableRule],
     ctx: QueryContext,
     depth: int,
@@ -522,7 +523,7 @@ def _output_sources(
         return
     if not isinstance(query, exp.Select):
         return
-    sources: dict[str, exp.Expression | str] = {}  # alias -> derived query, or table name
+    sources: dict[str, exp.Expr | str] = {}  # alias -> derived query, or table name
     for source in [query.args.get("from_"), *(query.args.get("joins") or [])]:
         if source is None:
             continue
@@ -569,7 +570,7 @@ def _output_sources(
                     )
 
 
-def _ancestors(node: exp.Expression, stop: exp.Expression) -> Iterable[exp.Expression]:
+def _ancestors(node: exp.Expr, stop: exp.Expr) -> Iterable[exp.Expr]:
     current = node.parent
     while current is not None and current is not stop:
         yield current

@@ -647,6 +647,38 @@ CASES = [
         refused=("table purchases", "differentialPrivacy", "does not emulate differential privacy"),
     ),
     Case(
+        "custom-aggregation-thresholds-not-emulated",
+        "SELECT category, COUNT(*) AS n FROM purchases GROUP BY category",
+        {
+            "purchases": custom(
+                **ANY,
+                aggregationThresholds=[
+                    {
+                        "identityColumns": ["hashed_email"],
+                        "minimumIdentityCount": 5,
+                        "type": "COUNT_DISTINCT",
+                        "allowedAggregateExpressionType": "COLUMNS_ONLY",
+                    }
+                ],
+            )
+        },
+        refused=("table purchases", "aggregationThresholds", "does not emulate"),
+    ),
+    Case(
+        "custom-comparison-controls-not-emulated",
+        "SELECT COUNT(*) AS n FROM purchases WHERE category = 'hats'",
+        {
+            "purchases": custom(
+                **ANY,
+                comparisonControls={
+                    "allowedLiteralComparisonColumns": ["category"],
+                    "allowedColumnComparisonColumns": ["hashed_email"],
+                },
+            )
+        },
+        refused=("table purchases", "comparisonControls", "does not emulate"),
+    ),
+    Case(
         "custom-result-receiver-not-allowed",
         "SELECT COUNT(*) AS n FROM purchases",
         {"purchases": custom(**ANY, allowedResultReceivers=[RETAILER])},
