@@ -229,3 +229,21 @@ def test_the_aws_cli_reads_a_schema_analysis_rule(make_harness: MakeHarness) -> 
     rule = json.loads(done.stdout)["analysisRule"]
     constraint = rule["policy"]["v1"]["aggregation"]["outputConstraints"][0]
     assert constraint == {"columnName": "hashed_email", "minimum": 150, "type": "COUNT_DISTINCT"}
+
+
+@pytest.mark.parametrize("mode", ["inprocess"])
+def test_awswrangler_reads_a_protected_aggregation_unmodified(make_harness: MakeHarness) -> None:
+    # awswrangler is not a dependency (it pins pyarrow below crq's); the test runs where it is
+    # installed (checked with awswrangler 3.17.1).
+    wr = pytest.importorskip("awswrangler")
+    harness = make_harness()
+    frame = wr.cleanrooms.read_sql_query(
+        sql=REACH,
+        membership_id=PROTECTED,
+        output_bucket=harness.bucket,
+        output_prefix="wrangler",
+        boto3_session=harness.session,
+    )
+    expected = {k: n for k, n in reach_computed_independently().items() if n >= 150}
+    got = {(r.campaign_id, r.channel): int(r.people) for r in frame.itertuples()}
+    assert got == expected
