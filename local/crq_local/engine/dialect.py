@@ -108,6 +108,9 @@ def to_duckdb(tree: exp.Expr, analytics_engine: str) -> str:
     (Run after the rule checks: the casts added here are the engine's, not the query's.)"""
     if analytics_engine == "SPARK":
         tree = tree.transform(_spark_dates)
+    for node in tree.find_all(exp.Select):
+        # Spark's optimizer hints (/*+ BROADCAST(t) */) do not change a result; DuckDB has none.
+        node.set("hint", None)
     try:
         return tree.sql(dialect="duckdb", unsupported_level=ErrorLevel.RAISE)
     except UnsupportedError as exc:

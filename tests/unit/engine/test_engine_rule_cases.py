@@ -733,6 +733,17 @@ CASES = [
         refused=("Spark SQL CLUSTER BY cannot be translated",),
     ),
     Case(
+        "spark-function-without-translation",
+        "SELECT sha2('a', 512) AS h",
+        refused=("cannot be translated", "SHA256"),
+    ),
+    Case(
+        "spark-optimizer-hints-ignored",
+        "SELECT /*+ BROADCAST(p) */ COUNT(*) AS n FROM impressions i "
+        "JOIN purchases p ON i.hashed_email = p.hashed_email",
+        rows=[(6,)],
+    ),
+    Case(
         "spark-syntax-error",
         "SELECT channel FROM impressions WHERE",
         refused=("Spark SQL syntax error",),
