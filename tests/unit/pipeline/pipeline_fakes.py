@@ -48,6 +48,7 @@ class FakeLedger:
         self.rows: dict[str, Run] = {}
         self.writes = 0
         self.names: dict[str, str] = {}  # spec name claims: name -> spec key
+        self.budget: dict[str, dict[str, float]] = {}  # day -> query id -> units
 
     def create(self, run: Run) -> Run | None:
         if run.run_id in self.rows:
@@ -84,6 +85,14 @@ class FakeLedger:
     def pass_spec_name(self, name: str, owner: str, spec_key: str, now: datetime) -> None:
         if self.names.get(name) == owner:
             self.names[name] = spec_key
+
+    # the daily CRPU budget (crq.budget)
+    def add_billed_units(self, day: str, query_id: str, units: float) -> None:
+        counted = self.budget.setdefault(day, {})
+        counted.setdefault(query_id, units)
+
+    def billed_units(self, day: str) -> float:
+        return sum(self.budget.get(day, {}).values())
 
     def only(self) -> Run:
         assert len(self.rows) == 1, list(self.rows)
@@ -266,6 +275,7 @@ class Published:
     subject: str
     message: str
     attributes: dict[str, str]
+    text: str | None = None
 
 
 class FakePublisher:
@@ -273,11 +283,13 @@ class FakePublisher:
         self.messages: list[Published] = []
         self.failures = 0  # how many of the next publishes fail
 
-    def publish(self, subject: str, message: str, attributes: Mapping[str, str]) -> str:
+    def publish(
+        self, subject: str, message: str, attributes: Mapping[str, str], text: str | None = None
+    ) -> str:
         if self.failures:
             self.failures -= 1
             raise PublishFailed("SNS is down")
-        self.messages.append(Published(subject, message, dict(attributes)))
+        self.messages.append(Published(subject, message, dict(attributes), text))
         return f"msg-{len(self.messages)}"
 
     def bodies(self) -> list[dict[str, Any]]:
