@@ -188,7 +188,8 @@ def validate(
         ),
     ] = False,
     stack: Annotated[
-        str | None, typer.Option(help="With --online: a deployed stack's name.")
+        str | None,
+        typer.Option(help="With --online: a deployed stack's name.", callback=stack_name),
     ] = None,
 ) -> None:
     """Check spec files exactly as the start function will: every error, with its field path."""

@@ -63,6 +63,8 @@ HOSTILE: list[tuple[list[str], str]] = [
     (["render", "/dev/zero"], "not a regular file"),
     (["render", "/nonexistent.yaml"], "no such file"),
     (["validate"], "Missing argument"),
+    (["validate", "--online", "--stack", "", SPEC], "is not a stack name"),
+    (["validate", "--online", SPEC], "CRQ_MEMBERSHIP_IDS is not set"),
     (["nope"], "No such command"),
     ([""], "No such command"),
     (["--no-such-option"], "No such option"),
@@ -96,7 +98,12 @@ def nothing_listening(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "CRQ_TABLE_NAME": "crq-sandbox-runs-table",
     }.items():
         monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", cli_guard.DEBUG_VARIABLE):
+    for name in (
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "CRQ_MEMBERSHIP_IDS",
+        cli_guard.DEBUG_VARIABLE,
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
 
