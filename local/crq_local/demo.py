@@ -31,6 +31,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from crq.apimodel import ROOT_LOCATION
 from crq_local.sandbox.consumer import subscribe_queue
 from crq_local.sandbox.exports import READY_MARKER, parse_exports
 from crq_local.sandbox.notifications import (
@@ -333,8 +334,10 @@ def _upload_and_wait(
 def _details(console: Console, s3: Any, notification: ReceivedNotification) -> None:
     """What a subscriber would look at next: the errors, or the first rows of the result."""
     for error in notification.errors:
+        field = str(error.get("field") or "")
         console.print(
-            Text(f"    {error.get('field') or '<root>'}: ", style="magenta")
+            Text("    ")
+            + Text(f"{field or ROOT_LOCATION}: ", style="magenta")
             + Text(str(error.get("message", ""))),
             soft_wrap=True,
         )

@@ -35,6 +35,7 @@ from crq.render import (
     parse_template,
 )
 from crq.safe_load import DocumentInvalid, capped, load_document
+from crq.spec_names import DEFAULT_NAME_PATTERN, DEFAULT_NAME_RULE, default_name_for_path
 
 REQUEST_SHAPE = "StartProtectedQueryInput"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -76,9 +77,7 @@ class SpecInvalid(CrqError):
         super().__init__("\n".join(self.lines()))
 
     def lines(self) -> list[str]:
-        return [
-            f"{self.source}: {error.field or '<root>'}: {error.message}" for error in self.errors
-        ]
+        return [f"{self.source}: {error}" for error in self.errors]
 
 
 # ---- pipeline keys ---------------------------------------------------------------------------
@@ -130,7 +129,9 @@ class PipelineKeys(BaseModel):
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)] | None = Field(
         None,
-        description="The spec's name in notifications and the ledger. Default: the file's stem.",
+        description="The spec's name in notifications and the ledger, unique among live "
+        "specs. Default: the spec's key under the specs prefix without its extension "
+        "(specs/team-a/weekly.yaml -> team-a/weekly).",
     )
     maxRuntimeMinutes: Annotated[int, Field(ge=1, le=MAX_RUNTIME_MINUTES)] | None = Field(
         None,
@@ -250,8 +251,11 @@ def request_keys() -> tuple[str, ...]:
 # ---- the use cases --------------------------------------------------------------------------
 
 
-def load_spec(data: bytes, source: str) -> Spec:
-    """A spec file's bytes to a Spec; raises SpecInvalid listing every problem found."""
+def load_spec(data: bytes, source: str, *, default_name: str | None = None) -> Spec:
+    """A spec file's bytes to a Spec; raises SpecInvalid listing every problem found.
+
+    `default_name` is the name when the file sets none (the start function passes the key
+    under the specs prefix, crq.spec_names); by default it is derived from `source`."""
     try:
         document = load_document(data, source)
     except DocumentInvalid as exc:
@@ -273,7 +277,7 @@ def load_spec(data: bytes, source: str) -> Spec:
     errors.extend(misplaced)
     skip = {error.field for error in misplaced}
     pipeline_errors: list[FieldError] = []
-    pipeline = _pipeline_keys(known, source, pipeline_errors)
+    pipeline = _pipeline_keys(known, default_name or default_name_for_path(source), pipeline_errors)
     errors.extend(error for error in pipeline_errors if error.field not in skip)
 
     request = {key: value for key, value in known.items() if key in request_members}
@@ -326,7 +330,9 @@ def redacted_request(request: dict[str, Any]) -> dict[str, Any]:
 # ---- helpers --------------------------------------------------------------------------------
 
 
-def _pipeline_keys(document: dict[str, Any], source: str, errors: list[FieldError]) -> PipelineKeys:
+def _pipeline_keys(
+    document: dict[str, Any], default_name: str, errors: list[FieldError]
+) -> PipelineKeys:
     """Validate the pipeline keys; on errors, record them and return the defaults."""
     given = {key: document[key] for key in PIPELINE_KEYS if key in document}
     for key, value in list(given.items()):
@@ -339,14 +345,13 @@ def _pipeline_keys(document: dict[str, Any], source: str, errors: list[FieldErro
         errors.extend(_pydantic_errors(exc))
         keys = PipelineKeys()
     if keys.name is None and "name" not in given:
-        stem = file_stem(source)
-        if re.fullmatch(NAME_PATTERN, stem):
-            keys = keys.model_copy(update={"name": stem})
+        if re.fullmatch(DEFAULT_NAME_PATTERN, default_name):
+            keys = keys.model_copy(update={"name": default_name})
         else:
             errors.append(
                 FieldError(
                     "name",
-                    f"the file name does not make a valid spec name ({NAME_RULE}); "
+                    f"the file name does not make a valid spec name ({DEFAULT_NAME_RULE}); "
                     "set name explicitly",
                 )
             )

@@ -49,7 +49,8 @@ from crq.ports import Pipeline, ProtectedQuery, QuerySummary
 from crq.preflight import preflight
 from crq.render import RenderContext
 from crq.safe_load import format_of
-from crq.spec import Spec, SpecInvalid, file_stem, load_spec, redacted_request, render_request
+from crq.spec import Spec, SpecInvalid, load_spec, redacted_request, render_request
+from crq.spec_names import claim_name, default_name
 
 logger = Logger(child=True)
 
@@ -148,16 +149,20 @@ def _create(source: _Source, pipeline: Pipeline) -> StartResult:
         spec_bucket=source.bucket,
         spec_key=source.key,
         spec_version_id=source.version_id,
-        spec_name=file_stem(source.key),
+        spec_name=default_name(source.key, pipeline.settings.specs_prefix),
     )
     try:
         obj = pipeline.specs.get_spec(source.bucket, source.key, source.version_id)
         run = run.model_copy(update={"spec_version_id": obj.version_id, "spec_etag": obj.etag})
-        spec = load_spec(obj.data, uri)
+        spec = load_spec(obj.data, uri, default_name=run.spec_name)
         run = run.model_copy(update={"spec_name": spec.name})
         request = render_request(spec, _context(spec, run))
     except (SpecUnreadable, SpecInvalid) as exc:
         return _reject_new(run, _problems(exc), pipeline)
+    # One live spec per name (crq.spec_names): a name another spec uses is a spec error.
+    taken = claim_name(spec.name, source.bucket, source.key, pipeline)
+    if taken is not None:
+        return _reject_new(run, [taken], pipeline)
 
     run = run.model_copy(
         update={
@@ -234,7 +239,7 @@ def launch(
     try:
         if spec is None:  # a queued run: re-read the spec version it was created from
             obj = pipeline.specs.get_spec(run.spec_bucket, run.spec_key, run.spec_version_id)
-            spec = load_spec(obj.data, run.spec_source)
+            spec = load_spec(obj.data, run.spec_source, default_name=run.spec_name)
         request = render_request(spec, _context(spec, run))
     except (SpecUnreadable, SpecInvalid) as exc:
         end_run(run, _rejection(_problems(exc), now), pipeline)

@@ -141,7 +141,11 @@ class PipelineStack:
         return [json.loads(message) for message in self._drain(self.status_queue_url)]
 
     def items(self) -> list[dict[str, Any]]:
-        """The ledger table's items, as DynamoDB holds them."""
+        """The ledger table's runs, as DynamoDB holds them (name claims left out)."""
+        return [item for item in self.records() if "state" in item]
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every item of the ledger table: runs and spec name claims."""
         from boto3.dynamodb.types import TypeDeserializer
 
         plain = TypeDeserializer()

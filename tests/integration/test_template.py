@@ -78,7 +78,9 @@ EXPECTED_ACTIONS = {
     | {"cleanrooms:UpdateProtectedQuery", "s3:ListBucket", "dynamodb:UpdateItem"},
 }
 # Calls the adapters make that no function needs: they serve local tools only.
-TOOLS_ONLY = {"dynamodb:Scan": "DynamoLedger.recent, for `crq status`"}
+# Calls only tools make (none: `crq status` queries the Recent index, an action the functions
+# have on their own indexes; the grants' resources leave Recent out).
+TOOLS_ONLY: dict[str, str] = {}
 # Adapter module -> (botocore service, IAM prefix).
 ADAPTER_SERVICES = {
     "cleanrooms.py": ("cleanrooms", "cleanrooms"),
@@ -346,9 +348,20 @@ def test_runs_table_matches_design(template: dict[str, Any]) -> None:
     attributes = {
         a["AttributeName"]: a["AttributeType"] for a in definition["AttributeDefinitions"]
     }
-    assert attributes == {"runId": "S", "inFlight": "S", "inFlightSince": "S", "queryId": "S"}
+    assert attributes == {
+        "runId": "S",
+        "inFlight": "S",
+        "inFlightSince": "S",
+        "queryId": "S",
+        "recentYear": "S",
+        "recentSince": "S",
+    }
     indexes = {index["IndexName"]: index for index in definition["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {"InFlight", "ByQuery"}
+    assert set(indexes) == {"InFlight", "ByQuery", "Recent"}
+    assert indexes["Recent"]["KeySchema"] == [
+        {"AttributeName": "recentYear", "KeyType": "HASH"},
+        {"AttributeName": "recentSince", "KeyType": "RANGE"},
+    ]
     assert indexes["InFlight"]["KeySchema"] == [
         {"AttributeName": "inFlight", "KeyType": "HASH"},
         {"AttributeName": "inFlightSince", "KeyType": "RANGE"},
@@ -369,7 +382,7 @@ def test_runs_table_matches_design(template: dict[str, Any]) -> None:
 
 def test_ledger_adapter_uses_the_template_index_names(template: dict[str, Any]) -> None:
     indexes = {i["IndexName"] for i in stack.table_definition(template)["GlobalSecondaryIndexes"]}
-    assert {dynamodb.IN_FLIGHT_INDEX, dynamodb.BY_QUERY_INDEX} == indexes
+    assert {dynamodb.IN_FLIGHT_INDEX, dynamodb.BY_QUERY_INDEX, dynamodb.RECENT_INDEX} == indexes
 
 
 # ---------------------------------------------------------------- least privilege
@@ -428,10 +441,40 @@ def test_the_specs_prefix_is_the_same_everywhere(template: dict[str, Any]) -> No
         assert reads == {f"{bucket_arn}/{prefix}*"}, function
     pattern = resolver.event_pattern(rule(template, "StartFunction", "SpecUploaded"))
     keys = pattern["detail"]["object"]["key"]
-    assert keys and all(matcher["wildcard"].startswith(prefix) for matcher in keys)
+    assert keys == [{"prefix": prefix}]
     name, example = stack.schedule_example(TEMPLATE)
     assert json.loads(example["Properties"]["Input"])["specKey"].startswith(prefix), name
     assert resolver.resolve(template["Outputs"]["SpecsUploadUri"]["Value"]).endswith(f"/{prefix}")
+
+
+SPEC_KEYS_ANY_CASE = ["x.yaml", "x.YAML", "team-a/x.Yml", "x.yml", "x.json", "deep/er/x.JSON"]
+
+
+@pytest.mark.parametrize("name", SPEC_KEYS_ANY_CASE)
+def test_every_spec_name_validate_accepts_reaches_the_start_function(
+    template: dict[str, Any], name: str
+) -> None:
+    from moto.events.models import EventPattern
+
+    from crq.safe_load import format_of
+
+    resolver = make_resolver(template)
+    prefix = resolver.environment("StartFunction")["CRQ_SPECS_PREFIX"]
+    pattern = EventPattern.load(
+        json.dumps(resolver.event_pattern(rule(template, "StartFunction", "SpecUploaded")))
+    )
+    event = json.loads((ROOT / "events" / "start" / "s3-object-created.json").read_text())
+    event["detail"]["bucket"]["name"] = SPECS_BUCKET
+
+    def delivered(key: str) -> bool:
+        event["detail"]["object"]["key"] = key
+        return bool(pattern.matches_event(event))
+
+    # `crq validate` accepts the name (any case), so an upload of it must reach the function
+    assert format_of(name) is not None
+    assert delivered(f"{prefix}{name}")
+    # and nothing outside the prefix does
+    assert not delivered(f"elsewhere/{name}")
 
 
 def test_clean_rooms_grants_cover_the_listed_memberships_only(template: dict[str, Any]) -> None:
@@ -510,10 +553,19 @@ def test_iam_grants_match_the_aws_calls_the_adapters_make(template: dict[str, An
 
 
 def test_tools_only_calls_are_not_reachable_from_the_functions() -> None:
-    # DynamoLedger.recent scans the table; it must stay out of the deployed code paths.
+    # DynamoLedger.recent reads the Recent index, which the functions may not query.
     sources = [*(ROOT / "src" / "crq").glob("*.py"), *(ROOT / "src" / "handlers").glob("*.py")]
-    callers = [p.name for p in sources if ".recent(" in p.read_text()]
-    assert not callers, f"{callers} call DynamoLedger.recent, which needs dynamodb:Scan"
+    callers = [
+        p.name for p in sources if ".recent(" in p.read_text() or "iter_recent(" in p.read_text()
+    ]
+    assert not callers, f"{callers} call DynamoLedger.recent, which queries the Recent index"
+
+
+def test_no_code_scans_the_runs_table() -> None:
+    # A year of retention makes a scan slow and costly: tools read through an index.
+    sources = [*(ROOT / "src").rglob("*.py"), *(ROOT / "local").rglob("*.py")]
+    scanners = [str(p.relative_to(ROOT)) for p in sources if ".scan(" in p.read_text()]
+    assert not scanners, f"{scanners} scan a table"
 
 
 def test_deployed_roles_hold_only_these_policies(translated: dict[str, Any]) -> None:
@@ -738,8 +790,12 @@ def test_spec_uploads_match_and_other_s3_events_do_not(template: dict[str, Any])
         assert matches(pattern, {**upload, "detail": {**upload["detail"], "object": {"key": key}}})
     not_ours = sorted((EVENTS / "start" / "not-ours").glob("*.json"))
     assert len(not_ours) >= 5
+    # Keys under specs/ all reach the function (a wildcard would be case-sensitive); it ignores
+    # folder markers and other extensions itself, as `crq validate` judges names.
+    judged_by_the_function = {"folder-marker.json", "wrong-extension.json"}
     for path in not_ours:
-        assert not matches(pattern, json.loads(path.read_text())), path.name
+        delivered = matches(pattern, json.loads(path.read_text()))
+        assert delivered == (path.name in judged_by_the_function), path.name
 
 
 def test_terminal_clean_rooms_events_wake_the_tracker(template: dict[str, Any]) -> None:
@@ -814,7 +870,6 @@ def test_samconfig_environments_deploy_valid_parameters(template: dict[str, Any]
     config = tomllib.loads((ROOT / "samconfig.toml").read_text())
     parameters = template["Parameters"]
     for env, stack_name, confirm in (
-        ("default", "crq-dev", True),
         ("dev", "crq-dev", False),
         ("prod", "crq-prod", True),
     ):
@@ -831,6 +886,22 @@ def test_samconfig_environments_deploy_valid_parameters(template: dict[str, Any]
         for name, value in overrides.items():
             allowed = parameters[name].get("AllowedValues")
             assert allowed is None or value in [str(v) for v in allowed], (env, name)
+
+
+def test_samconfig_environments_are_unambiguous() -> None:
+    # Each stack is deployed by one environment only, and [default] deploys nothing: a
+    # `sam deploy` without --config-env must not pick a stack with settings of its own.
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    deploying = {
+        env: sections["global"]["parameters"]["stack_name"]
+        for env, sections in config.items()
+        if isinstance(sections, dict) and "deploy" in sections
+    }
+    assert "default" not in deploying
+    assert "stack_name" not in config["default"].get("global", {}).get("parameters", {})
+    assert sorted(deploying.values()) == sorted(set(deploying.values()))
+    assert deploying == {"dev": "crq-dev", "prod": "crq-prod"}
+    assert config["default"]["build"]["parameters"] == {"cached": True, "parallel": True}
 
 
 def test_function_requirements_follow_pyproject() -> None:

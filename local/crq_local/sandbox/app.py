@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -36,12 +37,17 @@ from rich.console import Console
 from crq_local import stack
 from crq_local.sandbox.consumer import NotificationConsumer, subscribe_queue
 from crq_local.sandbox.display import delivery_line, tick_failure_line
-from crq_local.sandbox.exports import READY_MARKER, export_lines
+from crq_local.sandbox.exports import READY_MARKER, export_lines, write_aws_config
 from crq_local.sandbox.lambda_runtime import Handler, Invocation, LambdaRuntime, import_handler
 from crq_local.sandbox.notifications import ReceivedNotification, compact_line
 from crq_local.sandbox.ports import PortInUse, check_free
 from crq_local.sandbox.router import Delivery, EventRouter
-from crq_local.sandbox.stack_resources import AwsClients, SandboxStack, create_stack
+from crq_local.sandbox.stack_resources import (
+    AwsClients,
+    SandboxStack,
+    create_bucket,
+    create_stack,
+)
 from crq_local.sandbox.ticker import ScheduleTicker
 
 if TYPE_CHECKING:
@@ -138,6 +144,7 @@ class Sandbox:
         self._log: IO[str] | None = None
         self._runtime: LambdaRuntime | None = None
         self._workers: list[EventRouter | ScheduleTicker | NotificationConsumer] = []
+        self._config_dir: Path | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -188,6 +195,12 @@ class Sandbox:
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"):
             self._unset_env(name)
 
+        # A config file of the sandbox's own for its process and the shells that paste its
+        # exports: the user's ~/.aws/config is neither read nor changed (issue 13).
+        self._config_dir = Path(tempfile.mkdtemp(prefix="crq-sandbox-aws-"))
+        config_file = write_aws_config(self._config_dir, region)
+        self._set_env({"AWS_CONFIG_FILE": str(config_file)})
+
         clients = _clients(aws_url, region)
         parameters = {
             "MembershipIds": memberships,
@@ -207,7 +220,7 @@ class Sandbox:
         except (stack.UnresolvedReference, ValueError) as exc:
             # The template refers to something the sandbox does not create: say so plainly.
             raise SandboxError(f"{self.options.template}: cannot build the stack: {exc}") from exc
-        clients.s3.create_bucket(Bucket=self.options.results_bucket)
+        create_bucket(clients.s3, self.options.results_bucket, region)
 
         self.engine = Engine(config, timings=self.options.timings or Timings.demo())
         try:
@@ -226,6 +239,7 @@ class Sandbox:
             "AWS_ENDPOINT_URL_CLEANROOMS": self._engine_server.url,
             **CREDENTIALS,
             "AWS_DEFAULT_REGION": region,
+            "AWS_CONFIG_FILE": str(config_file),
             "CRQ_SPECS_BUCKET": self.stack.buckets[SPECS_BUCKET],
             "CRQ_TOPIC_ARN": self.stack.topics[NOTIFICATIONS_TOPIC],
             "CRQ_TABLE_NAME": self.stack.tables[RUNS_TABLE],
@@ -336,6 +350,14 @@ class Sandbox:
             self._log.close()
             self._log = None
         self._restore_env()
+        if self._config_dir is not None:
+            shutil.rmtree(self._config_dir, ignore_errors=True)
+            self._config_dir = None
+
+    @property
+    def tickers(self) -> list[ScheduleTicker]:
+        """The schedules firing on the sandbox's clock (the track backstop)."""
+        return [worker for worker in self._workers if isinstance(worker, ScheduleTicker)]
 
     def __enter__(self) -> Sandbox:
         self.start()
@@ -389,6 +411,13 @@ class Sandbox:
     def _warn(self, message: str) -> None:
         self.console.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
 
+    def _world_lines(self) -> list[str]:
+        from crq_local.sandbox.world_lines import collaboration_lines
+
+        if self.engine is None:
+            return []
+        return collaboration_lines(self.engine.world, self.engine.members_dir)
+
     def banner(self) -> list[str]:
         """The lines printed on start: comments, then the exports a user pastes."""
         assert self.stack is not None
@@ -397,10 +426,12 @@ class Sandbox:
             f"# crq sandbox: AWS (moto) at {self.exports['AWS_ENDPOINT_URL']}, "
             f"Clean Rooms (engine) at {self.exports['AWS_ENDPOINT_URL_CLEANROOMS']}",
             f"# collaboration: {self.options.collaboration}",
+            *self._world_lines(),
             f"# functions: {functions}; track schedule every {self.options.tick_seconds:g} s",
             f"# handler logs: {self.log_path}",
-            "# paste these lines into another shell:",
+            "# paste these lines into another shell (they change nothing in ~/.aws):",
             *export_lines(self.exports),
+            "unset AWS_PROFILE  # a profile would point the AWS CLI and boto3 elsewhere",
             f"# try: aws s3 cp my-spec.yaml s3://{self.exports['CRQ_SPECS_BUCKET']}/specs/",
             f"{READY_MARKER}; Ctrl-C stops it",
         ]

@@ -12,6 +12,8 @@ from typing import Any
 
 from rich.text import Text
 
+from crq.apimodel import located
+
 EVENT_STYLES = {
     "QUERY_SUCCEEDED": "bold green",
     "QUERY_FAILED": "bold red",
@@ -92,7 +94,7 @@ class ReceivedNotification:
         if self.errors:
             first = self.errors[0]
             more = f" (+{len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
-            return f"{first.get('field', '?')}: {first.get('message', '')}{more}"
+            return located(str(first.get("field") or ""), str(first.get("message", ""))) + more
         return self.status or ""
 
 

@@ -176,6 +176,7 @@ def create_stack(
         _create_bucket(
             clients.s3,
             name,
+            region,
             {
                 key: resolve.resolve(properties[key])
                 for key in _BUCKET_PROPERTIES
@@ -212,8 +213,16 @@ def _create_queue(sqs: Any, name: str, properties: Mapping[str, Any]) -> Queue:
     return Queue(name, url, arn)
 
 
-def _create_bucket(s3: Any, name: str, properties: Mapping[str, Any]) -> None:
-    s3.create_bucket(Bucket=name)
+def create_bucket(s3: Any, name: str, region: str) -> None:
+    """A bucket in `region`: S3 refuses a LocationConstraint in us-east-1 and needs one elsewhere."""
+    if region == "us-east-1":
+        s3.create_bucket(Bucket=name)
+    else:
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
+
+
+def _create_bucket(s3: Any, name: str, region: str, properties: Mapping[str, Any]) -> None:
+    create_bucket(s3, name, region)
     if properties.get("VersioningConfiguration", {}).get("Status") == "Enabled":
         s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
     block = properties.get("PublicAccessBlockConfiguration")
