@@ -241,7 +241,8 @@ def _parse_at(text: str) -> At:
     if not match:
         raise ScheduleError("at(yyyy-mm-ddThh:mm:ss): e.g. at(2027-01-31T06:00:00)")
     try:
-        local = datetime(*map(int, match.groups()))  # type: ignore[misc]
+        year, month, day, hour, minute, second = map(int, match.groups())
+        local = datetime(year, month, day, hour, minute, second)
     except ValueError as exc:
         raise ScheduleError(f"at(...) is not a valid date and time: {exc}") from None
     return At(text, local)
