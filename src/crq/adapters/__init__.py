@@ -11,11 +11,13 @@ import boto3
 from botocore.config import Config
 
 from crq.adapters.cleanrooms import CleanRoomsGateway
-from crq.adapters.dynamodb import DynamoLedger
+from crq.adapters.dynamodb import DynamoLedger, DynamoSpecStates
 from crq.adapters.s3 import ResultLister, SpecStore
+from crq.adapters.scheduler import SchedulerGateway
 from crq.adapters.sns import SnsPublisher
 from crq.metrics import PowertoolsRunMetrics
 from crq.ports import Pipeline
+from crq.schedule_sync import ScheduleDeps
 from crq.settings import Settings
 
 if TYPE_CHECKING:
@@ -68,4 +70,20 @@ def build_pipeline(settings: Settings, metrics: Metrics) -> Pipeline:
         results=ResultLister(s3),
         publisher=SnsPublisher(settings.topic_arn, client("sns")),
         metrics=PowertoolsRunMetrics(metrics),
+    )
+
+
+def build_schedule_deps(pipeline: Pipeline) -> ScheduleDeps:
+    """The schedule use case's collaborators, sharing the pipeline's clients (S3, DynamoDB,
+    SNS); the Scheduler client is created on first use."""
+    assert isinstance(pipeline.ledger, DynamoLedger)
+    session = boto3.DEFAULT_SESSION
+    assert session is not None
+    return ScheduleDeps(
+        settings=pipeline.settings,
+        specs=pipeline.specs,
+        states=DynamoSpecStates.sharing(pipeline.ledger),
+        scheduler=SchedulerGateway(cast(Any, _LazyClient(session, "scheduler", _RETRYING))),
+        publisher=pipeline.publisher,
+        clock=pipeline.clock,
     )
