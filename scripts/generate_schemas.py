@@ -103,9 +103,22 @@ def spec_schema() -> dict[str, Any]:
 
 
 def notification_schema() -> dict[str, Any]:
+    """A run's notification (crq.notifier) or a schedule change's (crq.schedule_notice)."""
     from crq.notifier import notification_schema as build
+    from crq.schedule_notice import schedule_notification_schema
 
-    return build()
+    run = build()
+    head = {key: run.pop(key) for key in ("$schema", "title", "description") if key in run}
+    definitions = run.pop("$defs", {})
+    schedule = schedule_notification_schema()
+    definitions |= schedule.pop("$defs", {})
+    return {
+        **head,
+        "description": head.get("description", "")
+        + " Schedule changes (SCHEDULE_SET, SCHEDULE_REMOVED) have a body of their own.",
+        "anyOf": [{"$ref": "#/$defs/RunNotification"}, {"$ref": "#/$defs/ScheduleNotification"}],
+        "$defs": {**definitions, "RunNotification": run, "ScheduleNotification": schedule},
+    }
 
 
 # Every generated schema: (file name under schema/, generator). Add a contract here.
