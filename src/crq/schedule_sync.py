@@ -10,6 +10,8 @@
    applied. A claim is a conditional write that only a later event (or a retry of the same,
    unfinished one) wins, so duplicates and late old versions change nothing. A version that is
    no longer the object's current one (a newer upload or a deletion happened) sets nothing.
+   (Two events of one key never share a sequencer in S3; moto gives every event the same one,
+   so an equal sequencer with another object version counts as a new event.)
 5. Apply, then re-read the record: if another invocation claimed a later event meanwhile, apply
    its schedule too, until the record stands still (the last write to Scheduler is the latest).
 6. Announce the change (SCHEDULE_SET with the next three fire times, SCHEDULE_REMOVED), then
@@ -110,8 +112,11 @@ def sync_schedule(change: SpecUploaded | SpecDeleted, deps: ScheduleDeps) -> Syn
     def result(outcome: str, detail: str | None = None) -> SyncResult:
         return SyncResult(outcome, wanted.run_now, name if outcome != "ignored" else None, detail)
 
-    if previous is not None and previous.applied and previous.sequencer >= sequencer:
-        return result("duplicate" if previous.sequencer == sequencer else "stale")
+    if previous is not None and previous.applied:
+        if previous.sequencer > sequencer:
+            return result("stale")
+        if previous.sequencer == sequencer and previous.version_id == change.version_id:
+            return result("duplicate")
     if wanted.desired is None and (
         previous is None or (previous.desired is None and previous.applied)
     ):
@@ -140,8 +145,7 @@ def sync_schedule(change: SpecUploaded | SpecDeleted, deps: ScheduleDeps) -> Syn
     try:
         deps.states.claim(state)
     except StateClaimRefused as refused:
-        same = refused.current.sequencer == sequencer
-        return result("duplicate" if same else "stale")
+        return result("stale" if refused.current.sequencer > sequencer else "duplicate")
 
     if _converge(state, deps).sequencer != state.sequencer:
         logger.info("schedule change overtaken by a later event", extra=_log(state))

@@ -203,12 +203,7 @@ class DynamoSpecStates:
             self._client.put_item(
                 TableName=self._table,
                 Item=DynamoLedger._typed(self._item(state)),
-                ConditionExpression="attribute_not_exists(runId) OR sequencer < :seq"
-                " OR (sequencer = :seq AND applied = :no)",
-                ExpressionAttributeValues={
-                    ":seq": {"S": state.sequencer},
-                    ":no": {"BOOL": False},
-                },
+                **self._claim_condition(state),
             )
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
@@ -246,6 +241,21 @@ class DynamoSpecStates:
             if "LastEvaluatedKey" not in page:
                 return states
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    @staticmethod
+    def _claim_condition(state: SpecState) -> dict[str, Any]:
+        """Absent, older, the same event unfinished, or (sequencer ties, which S3 never makes
+        but moto always does) another object version."""
+        same = "applied = :no"
+        values: dict[str, Any] = {":seq": {"S": state.sequencer}, ":no": {"BOOL": False}}
+        if state.version_id is not None:
+            same += " OR attribute_not_exists(versionId) OR versionId <> :version"
+            values[":version"] = {"S": state.version_id}
+        return {
+            "ConditionExpression": "attribute_not_exists(runId) OR sequencer < :seq"
+            f" OR (sequencer = :seq AND ({same}))",
+            "ExpressionAttributeValues": values,
+        }
 
     @staticmethod
     def _item(state: SpecState) -> dict[str, Any]:

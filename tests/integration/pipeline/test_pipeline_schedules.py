@@ -204,3 +204,19 @@ def test_when_the_schedule_fires_the_spec_runs_at_that_time_in_its_zone(
     # And a second delivery of the same firing starts nothing more
     assert functions.start(fired(KEY, "2026-03-29T22:30:00Z"))["outcome"] == "in_progress"
     assert len(pipeline_stack.engine.received) == 1
+
+
+def test_two_versions_with_one_sequencer_are_told_apart(
+    pipeline_stack: Any, functions: Any
+) -> None:
+    # moto (the sandbox's S3) gives every event the same sequencer; S3 never does.
+    first = upload(pipeline_stack, scheduled_spec("rate(1 day)"))
+    assert functions.start(first)["outcome"] == "set"
+    second = upload(pipeline_stack, scheduled_spec("rate(2 days)"))
+    second["detail"]["object"]["sequencer"] = first["detail"]["object"]["sequencer"]
+
+    assert functions.start(second)["outcome"] == "set"
+    assert functions.start(second)["outcome"] == "duplicate"
+
+    schedule = get_schedule()
+    assert schedule is not None and schedule["ScheduleExpression"] == "rate(2 days)"
