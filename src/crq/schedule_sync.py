@@ -32,7 +32,7 @@ from crq.errors import ConfigError, SpecUnreadable
 from crq.events import SpecDeleted, SpecUploaded
 from crq.ports import Publisher, SpecObject, SpecStore, utc_now
 from crq.safe_load import format_of
-from crq.schedule import build_schedule, zone_of
+from crq.schedule import Rate, build_schedule, parse_expression, zone_of
 from crq.schedule_notice import (
     SCHEDULE_REMOVED,
     SCHEDULE_SET,
@@ -229,10 +229,17 @@ def _wanted(change: SpecUploaded, deps: ScheduleDeps) -> _Wanted:
         return _Wanted(None, run_now=True, reason="the spec is invalid (see SPEC_REJECTED)")
     if spec.schedule is None:
         return _Wanted(None, run_now=True, reason="the spec has no schedule", spec=spec, obj=obj)
+    start = spec.schedule.start
+    expression = parse_expression(spec.schedule.expression)
+    if start is None and isinstance(expression, Rate):
+        # Scheduler starts a rate without a start date at once: that would run the spec at
+        # upload. Its first run is one interval after the upload instead (the event's time, so
+        # a retry of this event sets the same schedule).
+        start = change.time.astimezone(UTC) + expression.interval
     desired = DesiredSchedule(
         expression=spec.schedule.expression,
         timezone=spec.timezone,
-        start=spec.schedule.start,
+        start=start,
         end=spec.schedule.end,
         flexible_window_minutes=spec.schedule.flexible_window_minutes,
     )

@@ -1,0 +1,56 @@
+"""A user schedules a spec in the sandbox: the schedule is set, fires on the sandbox's clock in the
+spec's zone, and the run it starts is notified like any other."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from e2e_support import EXAMPLE_SPECS, SandboxProcess, Subscriber
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-schedules")]
+
+KEY = "specs/scheduled/channel-mix.yaml"
+ZONE = "America/New_York"
+
+
+def test_a_scheduled_spec_fires_at_its_time_and_notifies(
+    sandbox: SandboxProcess, subscriber: Subscriber
+) -> None:
+    # Given a spec scheduled once, a few seconds from now on New York's clock
+    fire_at = (datetime.now(UTC) + timedelta(seconds=15)).replace(microsecond=0)
+    local = fire_at.astimezone(ZoneInfo(ZONE)).strftime("%Y-%m-%dT%H:%M:%S")
+    body = (EXAMPLE_SPECS / "channel-mix.yaml").read_text() + (
+        f"schedule: at({local})\ntimezone: {ZONE}\n"
+    )
+
+    # When the user uploads it
+    sandbox.client("s3").put_object(
+        Bucket=sandbox.exports["CRQ_SPECS_BUCKET"], Key=KEY, Body=body.encode()
+    )
+
+    # Then the schedule is announced with its fire time in the spec's zone
+    (schedule_set,) = subscriber.wait_for(lambda n: n.spec_key == KEY and n.event == "SCHEDULE_SET")
+    assert schedule_set.body["schedule"]["timezone"] == ZONE
+    assert [datetime.fromisoformat(t) for t in schedule_set.body["schedule"]["nextFireTimes"]] == [
+        fire_at
+    ]
+    # ... nothing ran at upload (the schedule had not fired when it was announced)
+    assert not [n for n in subscriber.received if n.spec_key == KEY and n.query_id]
+
+    # And when its time comes, it runs as scheduled at that time
+    (ended,) = subscriber.wait_for(lambda n: n.spec_key == KEY and n.event == "QUERY_SUCCEEDED")
+    assert ended.body["trigger"] == {
+        "type": "schedule",
+        "time": fire_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    assert ended.objects  # the results are where the spec said
+    # ... the sandbox said the schedule fired
+    deadline = time.monotonic() + 10
+    while not any("fired for" in line for line in sandbox.stdout) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert any(
+        "fired for " + fire_at.strftime("%Y-%m-%dT%H:%M:%SZ") in line for line in sandbox.stdout
+    )
