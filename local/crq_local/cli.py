@@ -7,6 +7,7 @@
     crq demo                        the sandbox, the example specs, their notifications
     crq status [--limit N]          recent runs from the ledger
     crq watch QUERY_ID              a query's progress until it ends
+    crq schedules | trigger | backfill   spec schedules (cli_schedules.py)
 
 Commands that talk to AWS use boto3's usual configuration (the `export` lines the sandbox
 prints, or a profile); `--stack NAME` reads a deployed stack's outputs instead. Every failure
@@ -533,6 +534,12 @@ def _print_query(query: dict[str, Any]) -> None:
         out.print("  results sent to " + ", ".join(m["accountId"] for m in members))
     if query.get("error"):
         out.print(f"  {query['error'].get('code')}: {query['error'].get('message')}", markup=False)
+
+
+# Commands kept in modules of their own.
+from crq_local import cli_schedules  # noqa: E402  (needs the helpers above)
+
+cli_schedules.register(app)
 
 
 def main() -> None:
