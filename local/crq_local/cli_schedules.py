@@ -19,7 +19,6 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from functools import cache
 from typing import Annotated, Any
 
 import typer
@@ -114,7 +113,7 @@ def trigger(
     key = _spec_key(spec, target.prefix)
     zone = _spec_zone(target, key)
     when = _instant(at, zone, "--at")
-    result = _fire(target, key, when)
+    result = _Starter(target).fire(key, when)
     base.out.print(
         _describe(key, when, zone, result), markup=False, highlight=False, soft_wrap=True
     )
@@ -168,10 +167,11 @@ def backfill(
     outcomes: Counter[str] = Counter()
     problems: list[str] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    starter = _Starter(target)
     with Progress(*columns, console=base.out) as progress:
         task = progress.add_task(f"backfill {key}", total=len(fires))
         for when in fires:  # oldest first
-            result = _fire(target, key, when)
+            result = starter.fire(key, when)
             outcome = str(result.get("outcome", "?"))
             outcomes[outcome] += 1
             if outcome in ("rejected", "start_failed"):
@@ -279,7 +279,21 @@ def _instant(text: str, zone: tzinfo, option: str, *, end_of_day: bool = False) 
     return value.astimezone(UTC)
 
 
-def _fire(target: Target, key: str, when: datetime) -> dict[str, Any]:
+class _Starter:
+    """Fires a spec for a scheduled time: the deployed start function, or the start use case
+    here against the sandbox (its collaborators built once per command)."""
+
+    def __init__(self, target: Target) -> None:
+        self._target = target
+        self._pipeline: Any = None
+
+    def fire(self, key: str, when: datetime) -> dict[str, Any]:
+        if self._target.start_function is None and self._pipeline is None:
+            self._pipeline = _local_pipeline(self._target)
+        return _fire(self._target, key, when, self._pipeline)
+
+
+def _fire(target: Target, key: str, when: datetime, pipeline: Any) -> dict[str, Any]:
     scheduled = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     event = {
         "specKey": key,
@@ -300,10 +314,9 @@ def _fire(target: Target, key: str, when: datetime) -> dict[str, Any]:
     from crq.events import parse_start_event
     from crq.starter import start_run
 
-    return start_run(parse_start_event(event), _local_pipeline(target)).as_dict()  # type: ignore[arg-type]
+    return start_run(parse_start_event(event), pipeline).as_dict()  # type: ignore[arg-type]
 
 
-@cache
 def _local_pipeline(target: Target) -> Any:
     """The start use case's collaborators against the sandbox's endpoints (its exports)."""
     from aws_lambda_powertools import Metrics
