@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from e2e_support import EXAMPLE_SPECS, SandboxProcess, Subscriber
 
+from crq.schedule_state import schedule_name
+
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-schedules")]
 
 KEY = "specs/scheduled/channel-mix.yaml"
@@ -54,3 +56,24 @@ def test_a_scheduled_spec_fires_at_its_time_and_notifies(
     assert any(
         "fired for " + fire_at.strftime("%Y-%m-%dT%H:%M:%SZ") in line for line in sandbox.stdout
     )
+
+
+def test_deleting_a_scheduled_spec_removes_its_schedule(
+    sandbox: SandboxProcess, subscriber: Subscriber
+) -> None:
+    # Given a spec on a weekly schedule
+    key = "specs/scheduled/weekly.yaml"
+    body = (EXAMPLE_SPECS / "weekly-channel-mix.yaml").read_bytes()
+    s3 = sandbox.client("s3")
+    s3.put_object(Bucket=sandbox.exports["CRQ_SPECS_BUCKET"], Key=key, Body=body)
+    subscriber.wait_for(lambda n: n.spec_key == key and n.event == "SCHEDULE_SET")
+
+    # When the user deletes it (`aws s3 rm`: a delete marker in the versioned bucket)
+    s3.delete_object(Bucket=sandbox.exports["CRQ_SPECS_BUCKET"], Key=key)
+
+    # Then its schedule is removed and the owners are told
+    (removed,) = subscriber.wait_for(lambda n: n.spec_key == key and n.event == "SCHEDULE_REMOVED")
+    assert removed.body["reason"] == "the spec file was deleted"
+    group = sandbox.exports["CRQ_SCHEDULE_GROUP"]
+    left = sandbox.client("scheduler").list_schedules(GroupName=group)["Schedules"]
+    assert schedule_name(key) not in {s["Name"] for s in left}

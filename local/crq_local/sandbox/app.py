@@ -238,6 +238,10 @@ class Sandbox:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server
 
+        from crq_local.sandbox import s3_deletes
+
+        s3_deletes.install()  # `aws s3 rm` on a spec sends Object Deleted, as S3 does
+
         # moto's ThreadedMotoServer binds in its thread and waits forever when the port is
         # taken; binding here turns that into an error the user can act on.
         try:
