@@ -539,7 +539,7 @@ def _print_query(query: dict[str, Any]) -> None:
 # Commands kept in modules of their own.
 from crq_local import cli_schedules  # noqa: E402  (needs the helpers above)
 
-cli_schedules.register(app)
+cli_schedules.register(app, sys.modules[__name__])
 
 
 def main() -> None:

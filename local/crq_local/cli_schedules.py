@@ -19,13 +19,12 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from types import ModuleType
 from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
-
-from crq_local import cli as base
 
 MAX_BACKFILL = 500  # occurrences per backfill: a typo in --from must not start a year of runs
 NEXT_FIRES = 3
@@ -50,7 +49,14 @@ class Target:
     start_function: str | None  # a deployed stack's; None: run the start use case here
 
 
-def register(app: typer.Typer) -> None:
+# crq_local.cli, as registered (`__main__` when run with `python -m crq_local.cli`): its console,
+# helpers and error handling are the ones every command shares.
+base: Any = None
+
+
+def register(app: typer.Typer, cli: ModuleType) -> None:
+    global base
+    base = cli
     app.command("schedules")(base.friendly_errors(schedules))
     app.command("trigger")(base.friendly_errors(trigger))
     app.command("backfill")(base.friendly_errors(backfill))
@@ -85,13 +91,13 @@ def schedules(stack: StackOption = None) -> None:
         desired = state.desired
         assert desired is not None
         fires = next_fire_times(desired, now, NEXT_FIRES)
-        run = last.get(state.spec_key)
+        latest = last.get(state.spec_key)
         table.add_row(
             state.spec_key,
             desired.expression,
             desired.timezone,
             "\n".join(f"{t:%Y-%m-%d %H:%M %Z}" for t in fires) or "none",
-            _last_run(run, desired.timezone) if run else "never",
+            _last_run(latest, desired.timezone) if latest else "never",
         )
     base.out.print(table)
 

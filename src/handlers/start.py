@@ -9,10 +9,10 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from crq.adapters import build_pipeline, build_schedule_deps
+from crq.adapters import build_pipeline, schedule_deps_for
 from crq.events import SpecDeleted, SpecUploaded, parse_start_event
 from crq.ports import Pipeline
-from crq.schedule_sync import ScheduleDeps, sync_schedule
+from crq.schedule_sync import sync_schedule
 from crq.settings import Settings
 from crq.starter import start_run
 
@@ -27,11 +27,6 @@ def pipeline() -> Pipeline:
     return build_pipeline(Settings.from_env(), metrics)
 
 
-@lru_cache(maxsize=1)
-def schedule_deps(built: Pipeline) -> ScheduleDeps:
-    return build_schedule_deps(built)
-
-
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -39,7 +34,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     trigger = parse_start_event(event)
     synced = None
     if isinstance(trigger, SpecUploaded | SpecDeleted):  # the spec's schedule first
-        synced = sync_schedule(trigger, schedule_deps(pipeline()))
+        synced = sync_schedule(trigger, schedule_deps_for(pipeline()))
         if isinstance(trigger, SpecDeleted) or not synced.run_now:
             logger.info("start handled", extra=synced.as_dict())
             return synced.as_dict()

@@ -73,13 +73,20 @@ def build_pipeline(settings: Settings, metrics: Metrics) -> Pipeline:
     )
 
 
-def build_schedule_deps(pipeline: Pipeline) -> ScheduleDeps:
+# The schedule use case's collaborators of the current pipeline (one per cold start).
+_SCHEDULE_DEPS: list[tuple[Pipeline, ScheduleDeps]] = []
+
+
+def schedule_deps_for(pipeline: Pipeline) -> ScheduleDeps:
     """The schedule use case's collaborators, sharing the pipeline's clients (S3, DynamoDB,
-    SNS); the Scheduler client is created on first use."""
+    SNS), built once per pipeline; the Scheduler client is created on first use."""
+    for built, deps in _SCHEDULE_DEPS:
+        if built is pipeline:
+            return deps
     assert isinstance(pipeline.ledger, DynamoLedger)
     session = boto3.DEFAULT_SESSION
     assert session is not None
-    return ScheduleDeps(
+    deps = ScheduleDeps(
         settings=pipeline.settings,
         specs=pipeline.specs,
         states=DynamoSpecStates.sharing(pipeline.ledger),
@@ -87,3 +94,5 @@ def build_schedule_deps(pipeline: Pipeline) -> ScheduleDeps:
         publisher=pipeline.publisher,
         clock=pipeline.clock,
     )
+    _SCHEDULE_DEPS[:] = [(pipeline, deps)]
+    return deps
