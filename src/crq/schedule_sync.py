@@ -2,7 +2,8 @@
 
 1. Ignore what is not a spec (another bucket, outside the prefix, a folder, not .yaml/.yml/.json).
 2. Read the uploaded version: its `schedule` (with its `timezone`) is the desired schedule; an
-   invalid or unreadable spec, or a deleted one, wants none. Whether the upload also runs now
+   invalid or unreadable spec, or a deleted one, wants none (a deletion that leaves a current
+   version, an old version's or a delete marker's, leaves what that version wants). Whether the upload also runs now
    (`run_now`) follows that version: unscheduled specs run as always, scheduled ones only with
    `runOnUpload`; invalid ones go on to the start use case, which rejects them (SPEC_REJECTED).
 3. Nothing to do, nothing written: a key that never had a schedule and wants none.
@@ -103,7 +104,7 @@ def sync_schedule(change: SpecUploaded | SpecDeleted, deps: ScheduleDeps) -> Syn
         # An upload goes on to the start use case, which says why it ignores it.
         return SyncResult("ignored", run_now=uploaded, detail=problem)
 
-    wanted = _wanted(change, deps) if isinstance(change, SpecUploaded) else _deleted()
+    wanted = _wanted(change, deps)
     sid = state_id(change.bucket, change.key)
     name = schedule_name(change.key)
     sequencer = comparable_sequencer(change.sequencer or _time_sequencer(change.time))
@@ -214,21 +215,29 @@ def _not_ours(bucket: str, key: str, settings: Settings) -> str | None:
     return None
 
 
-def _wanted(change: SpecUploaded, deps: ScheduleDeps) -> _Wanted:
+def _wanted(change: SpecUploaded | SpecDeleted, deps: ScheduleDeps) -> _Wanted:
+    """What the event's version wants; for a deletion, what the object's current version (if
+    only an old version was deleted, or a delete marker removed) wants."""
     uri = f"s3://{change.bucket}/{change.key}"
+    uploaded = isinstance(change, SpecUploaded)
     try:
-        obj = deps.specs.get_spec(change.bucket, change.key, change.version_id)
+        obj = deps.specs.get_spec(
+            change.bucket, change.key, change.version_id if uploaded else None
+        )
         spec = load_spec(
             obj.data,
             uri,
             min_schedule_interval_minutes=deps.settings.min_schedule_interval_minutes,
         )
     except SpecUnreadable:
-        return _Wanted(None, run_now=True, reason="the spec file cannot be read")
+        reason = "the spec file cannot be read" if uploaded else "the spec file was deleted"
+        return _Wanted(None, run_now=uploaded, reason=reason)
     except SpecInvalid:
-        return _Wanted(None, run_now=True, reason="the spec is invalid (see SPEC_REJECTED)")
+        return _Wanted(None, run_now=uploaded, reason="the spec is invalid (see SPEC_REJECTED)")
     if spec.schedule is None:
-        return _Wanted(None, run_now=True, reason="the spec has no schedule", spec=spec, obj=obj)
+        return _Wanted(
+            None, run_now=uploaded, reason="the spec has no schedule", spec=spec, obj=obj
+        )
     start = spec.schedule.start
     expression = parse_expression(spec.schedule.expression)
     if start is None and isinstance(expression, Rate):
@@ -245,15 +254,11 @@ def _wanted(change: SpecUploaded, deps: ScheduleDeps) -> _Wanted:
     )
     return _Wanted(
         desired,
-        run_now=spec.schedule.run_on_upload,
-        reason="the spec was uploaded",
+        run_now=uploaded and spec.schedule.run_on_upload,
+        reason="the spec was uploaded" if uploaded else "an old version was deleted",
         spec=spec,
         obj=obj,
     )
-
-
-def _deleted() -> _Wanted:
-    return _Wanted(None, run_now=False, reason="the spec file was deleted")
 
 
 def _is_current(change: SpecUploaded, read: SpecObject | None, deps: ScheduleDeps) -> bool:

@@ -52,9 +52,13 @@ def upload(stack: Any, body: str, key: str = KEY) -> dict[str, Any]:
     return event
 
 
-def deleted_event(stack: Any, key: str = KEY) -> dict[str, Any]:
-    """Delete the object (a delete marker); the Object Deleted event for it."""
-    marker = stack.s3.delete_object(Bucket=stack.specs_bucket, Key=key)
+def deleted_event(stack: Any, key: str = KEY, version_id: str | None = None) -> dict[str, Any]:
+    """Delete the object (a delete marker), or one version of it for good; the Object Deleted
+    event for it."""
+    if version_id is None:
+        marker = stack.s3.delete_object(Bucket=stack.specs_bucket, Key=key)
+    else:
+        marker = stack.s3.delete_object(Bucket=stack.specs_bucket, Key=key, VersionId=version_id)
     event: dict[str, Any] = json.loads((EVENTS / "start" / "s3-object-deleted.json").read_text())
     event["resources"] = [f"arn:aws:s3:::{stack.specs_bucket}"]
     event["detail"]["bucket"]["name"] = stack.specs_bucket

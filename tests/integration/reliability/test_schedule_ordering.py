@@ -156,3 +156,21 @@ def test_an_older_event_applied_after_a_newer_one_is_corrected(
     # Then the schedule is the newer version's, announced once (by the newer invocation)
     assert expression() == "cron(0 7 ? * TUE *)"
     assert notice_events(pipeline_stack, 1) == ["SCHEDULE_SET"]
+
+
+def test_deleting_an_old_version_keeps_the_current_versions_schedule(
+    pipeline_stack: Any, functions: Any
+) -> None:
+    # Given a spec uploaded twice, the second version's schedule in place
+    first = upload(pipeline_stack, scheduled_spec("rate(1 day)"))
+    functions.start(first)
+    functions.start(upload(pipeline_stack, scheduled_spec("cron(0 7 ? * TUE *)")))
+
+    # When someone deletes the first version for good (the object stays)
+    old_version = first["detail"]["object"]["version-id"]
+    event = deleted_event(pipeline_stack, version_id=old_version)
+
+    # Then the current version's schedule stays
+    assert functions.start(event)["outcome"] == "unchanged"
+    assert expression() == "cron(0 7 ? * TUE *)"
+    assert notice_events(pipeline_stack, 2) == ["SCHEDULE_SET", "SCHEDULE_SET"]
