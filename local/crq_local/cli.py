@@ -181,8 +181,10 @@ def validate(
                 out.print(Text("✗ ", style="red") + Text(line), soft_wrap=True)
             bad += 1
         else:
+            note = cli_schedules.schedule_note(spec)
             out.print(
-                Text("✓ ", style="green") + Text(f"{path}: OK (spec {spec.name})"), soft_wrap=True
+                Text("✓ ", style="green") + Text(f"{path}: OK (spec {spec.name}{note})"),
+                soft_wrap=True,
             )
     if bad:
         out.print(f"{bad} of {len(files)} file{'s' if len(files) != 1 else ''} invalid")

@@ -198,6 +198,26 @@ def backfill(
 
 # ---- helpers -----------------------------------------------------------------------------------
 
+
+def schedule_note(spec: Any) -> str:
+    """`; schedule cron(0 6 ? * MON *) Europe/Berlin, next 2026-03-30 06:00 CEST` for
+    `crq validate` (empty for an unscheduled spec)."""
+    if spec.schedule is None:
+        return ""
+    from crq.schedule_state import DesiredSchedule
+    from crq.schedule_sync import next_fire_times
+
+    desired = DesiredSchedule(
+        expression=spec.schedule.expression,
+        timezone=spec.timezone,
+        start=spec.schedule.start,
+        end=spec.schedule.end,
+    )
+    fires = next_fire_times(desired, datetime.now(UTC), 1)
+    upcoming = f"next {fires[0]:%Y-%m-%d %H:%M %Z}" if fires else "no run ahead"
+    return f"; schedule {desired.expression} {desired.timezone}, {upcoming}"
+
+
 _OUTCOME_WORDS = {
     "started": "started",
     "queued": "queued (the membership's query slots are full; they start in turn)",
