@@ -23,7 +23,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -94,6 +94,16 @@ class _Wanted:
     reason: str
     spec: Spec | None = None
     obj: SpecObject | None = None
+    anchored_here: bool = False  # a rate without `start`: its start was set from this event
+
+    def keeping_anchor(self, previous: SpecState | None) -> _Wanted:
+        """A rate whose schedule did not change keeps counting from where it started."""
+        had = previous.desired if previous is not None else None
+        if not self.anchored_here or self.desired is None or had is None:
+            return self
+        if had.model_copy(update={"start": self.desired.start}) != self.desired:
+            return self
+        return replace(self, desired=had)
 
 
 def sync_schedule(change: SpecUploaded | SpecDeleted, deps: ScheduleDeps) -> SyncResult:
@@ -109,6 +119,7 @@ def sync_schedule(change: SpecUploaded | SpecDeleted, deps: ScheduleDeps) -> Syn
     name = schedule_name(change.key)
     sequencer = comparable_sequencer(change.sequencer or _time_sequencer(change.time))
     previous = deps.states.get(sid)
+    wanted = wanted.keeping_anchor(previous)
 
     def result(outcome: str, detail: str | None = None) -> SyncResult:
         return SyncResult(outcome, wanted.run_now, name if outcome != "ignored" else None, detail)
@@ -240,6 +251,7 @@ def _wanted(change: SpecUploaded | SpecDeleted, deps: ScheduleDeps) -> _Wanted:
         )
     start = spec.schedule.start
     expression = parse_expression(spec.schedule.expression)
+    anchored_here = start is None and isinstance(expression, Rate)
     if start is None and isinstance(expression, Rate):
         # Scheduler starts a rate without a start date at once: that would run the spec at
         # upload. Its first run is one interval after the upload instead (the event's time, so
@@ -258,6 +270,7 @@ def _wanted(change: SpecUploaded | SpecDeleted, deps: ScheduleDeps) -> _Wanted:
         reason="the spec was uploaded" if uploaded else "an old version was deleted",
         spec=spec,
         obj=obj,
+        anchored_here=anchored_here,
     )
 
 

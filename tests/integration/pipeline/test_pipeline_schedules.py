@@ -220,3 +220,25 @@ def test_two_versions_with_one_sequencer_are_told_apart(
 
     schedule = get_schedule()
     assert schedule is not None and schedule["ScheduleExpression"] == "rate(2 days)"
+
+
+def test_a_rate_starts_one_interval_after_upload_and_keeps_its_anchor(
+    pipeline_stack: Any, functions: Any
+) -> None:
+    # Given a spec on rate(1 day) uploaded (the sample event's time: 2026-01-05T06:00:00Z)
+    functions.start(upload(pipeline_stack, scheduled_spec("rate(1 day)")))
+    schedule = get_schedule()
+    assert schedule is not None
+    # Scheduler would start a rate without a start date at once, running the spec at upload
+    first_start = schedule["StartDate"]
+    assert first_start.isoformat().startswith("2026-01-06T06:00:00")
+
+    # When the spec is edited elsewhere and uploaded later, its schedule unchanged
+    edited = upload(pipeline_stack, scheduled_spec("rate(1 day)", extra="maxAttempts: 3\n"))
+    edited["time"] = "2026-01-07T09:30:00Z"
+
+    # Then the rate keeps counting from where it started, and nothing is announced
+    assert functions.start(edited)["outcome"] == "unchanged"
+    schedule = get_schedule()
+    assert schedule is not None and schedule["StartDate"] == first_start
+    assert len(schedule_notices(pipeline_stack.notifications(1, timeout=0.5))) == 1
