@@ -15,7 +15,11 @@ a local time that does not exist (clocks jump forward) is skipped; a local time 
 (clocks fall back) fires once, at its first occurrence. A rate fires every fixed duration from its
 start, whatever the zone (a day is 24 hours).
 
-Pure and small on purpose: the start function loads it at cold start.
+Pure and small on purpose: the start function loads it at cold start. Written rather than
+taken from a library: on tests/unit/test_schedule.py's table, translated to their five-field
+syntax (1=SUN shifted, `?` as `*`; the year field and at() cannot be said), croniter 7.0 and
+cronsim 2.8 each got 30 of 36 cases right; they move a skipped local time past the jump or fire a
+repeated one twice, and cronsim refuses `W` after a `?`.
 """
 
 from __future__ import annotations
