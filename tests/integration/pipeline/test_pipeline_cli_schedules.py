@@ -135,3 +135,14 @@ def test_bad_arguments_get_one_clear_line(
     assert result.exit_code == 2
     assert message in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_status_is_not_confused_by_spec_state_records(pipeline_stack: Any, functions: Any) -> None:
+    # A scheduled upload writes a spec-state record in the runs table, and no run.
+    functions.start(upload(pipeline_stack, scheduled_spec("cron(0 6 ? * MON *)")))
+    assert [i["runId"][:5] for i in pipeline_stack.items()] == ["spec:"]
+
+    result = runner.invoke(app, ["status"])
+
+    assert result.exit_code == 0, result.output
+    assert "no runs yet" in result.stdout
