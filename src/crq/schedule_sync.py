@@ -33,7 +33,7 @@ from crq.errors import ConfigError, SpecUnreadable
 from crq.events import SpecDeleted, SpecUploaded
 from crq.ports import Publisher, SpecObject, SpecStore, utc_now
 from crq.safe_load import format_of
-from crq.schedule import Rate, build_schedule, parse_expression, zone_of
+from crq.schedule import At, Rate, build_schedule, local_to_utc, parse_expression, zone_of
 from crq.schedule_notice import (
     SCHEDULE_REMOVED,
     SCHEDULE_SET,
@@ -251,6 +251,18 @@ def _wanted(change: SpecUploaded | SpecDeleted, deps: ScheduleDeps) -> _Wanted:
         )
     start = spec.schedule.start
     expression = parse_expression(spec.schedule.expression)
+    if isinstance(expression, At):
+        when = local_to_utc(expression.local, zone_of(spec.timezone))
+        if when is not None and when <= change.time:
+            # Nothing left to fire (Scheduler would not take it): no schedule, said in the log.
+            logger.warning("at() already passed: no schedule", extra={"spec": uri})
+            return _Wanted(
+                None,
+                run_now=uploaded and spec.schedule.run_on_upload,
+                reason=f"{spec.schedule.expression} has passed",
+                spec=spec,
+                obj=obj,
+            )
     anchored_here = start is None and isinstance(expression, Rate)
     if start is None and isinstance(expression, Rate):
         # Scheduler starts a rate without a start date at once: that would run the spec at

@@ -242,3 +242,14 @@ def test_a_rate_starts_one_interval_after_upload_and_keeps_its_anchor(
     schedule = get_schedule()
     assert schedule is not None and schedule["StartDate"] == first_start
     assert len(schedule_notices(pipeline_stack.notifications(1, timeout=0.5))) == 1
+
+
+def test_an_at_time_already_passed_sets_no_schedule_and_runs_nothing(
+    pipeline_stack: Any, functions: Any
+) -> None:
+    # The sample upload happens at 2026-01-05T06:00:00Z; the spec's one-off was the day before.
+    result = functions.start(upload(pipeline_stack, scheduled_spec("at(2026-01-04T06:00:00)")))
+
+    assert result["outcome"] == "unscheduled"
+    assert get_schedule() is None
+    assert pipeline_stack.engine.received == []
