@@ -146,3 +146,58 @@ def test_status_is_not_confused_by_spec_state_records(pipeline_stack: Any, funct
 
     assert result.exit_code == 0, result.output
     assert "no runs yet" in result.stdout
+
+
+def test_trigger_with_stack_invokes_the_stacks_start_function(
+    pipeline_stack: Any, functions: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a deployed stack (its outputs) whose start function is crq's handler
+    import io
+    import json
+
+    import boto3
+
+    functions.start(
+        upload(pipeline_stack, scheduled_spec("cron(0 6 ? * MON *)", timezone="Europe/Berlin"))
+    )
+    outputs = {
+        "TableName": pipeline_stack.table_name,
+        "SpecsBucketName": pipeline_stack.specs_bucket,
+        "StartFunctionName": "crq-prod-start",
+    }
+    boto3.client("cloudformation").create_stack(
+        StackName="crq-prod",
+        TemplateBody=json.dumps(
+            {
+                "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+                "Outputs": {k: {"Value": v} for k, v in outputs.items()},
+            }
+        ),
+    )
+    invoked: list[tuple[str, dict[str, Any]]] = []
+
+    class Lambda:
+        def invoke(self, FunctionName: str, InvocationType: str, Payload: bytes) -> Any:
+            event = json.loads(Payload)
+            invoked.append((FunctionName, event))
+            result = functions.start(event)
+            return {"Payload": io.BytesIO(json.dumps(result).encode())}
+
+    real_client = cli._client
+    monkeypatch.setattr(
+        cli, "_client", lambda service: Lambda() if service == "lambda" else real_client(service)
+    )
+    for name in ("CRQ_TABLE_NAME", "CRQ_SPECS_BUCKET", "CRQ_TOPIC_ARN"):
+        monkeypatch.delenv(name, raising=False)
+
+    # When the user triggers it against the stack, twice
+    args = ["trigger", KEY, "--at", "2026-03-30T06:00", "--stack", "crq-prod"]
+    first, again = runner.invoke(app, args), runner.invoke(app, args)
+
+    # Then the stack's start function ran it as scheduled at that time, once
+    assert first.exit_code == 0, first.output
+    assert "started, query" in first.stdout and "already triggered" in again.stdout
+    assert [name for name, _ in invoked] == ["crq-prod-start", "crq-prod-start"]
+    assert invoked[0][1]["specKey"] == KEY
+    assert invoked[0][1]["scheduledTime"] == "2026-03-30T04:00:00Z"
+    assert len(pipeline_stack.engine.received) == 1
