@@ -12,10 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
+
+from crq.ports import Publisher, SpecStore, utc_now
+from crq.settings import Settings
 
 STATE_ID_PREFIX = "spec:"
 SCHEDULE_NAME_MAX = 64  # Scheduler: 1-64 of [0-9a-zA-Z-_.]
@@ -142,3 +147,16 @@ class ScheduleGateway(Protocol):
         ...
 
     def get(self, group: str, name: str) -> ManagedSchedule | None: ...
+
+
+@dataclass(frozen=True)
+class ScheduleDeps:
+    """The collaborators of the schedule use case (crq.schedule_sync), built once per cold
+    start by crq.adapters."""
+
+    settings: Settings
+    specs: SpecStore
+    states: SpecStates
+    scheduler: ScheduleGateway
+    publisher: Publisher
+    clock: Callable[[], datetime] = field(default=utc_now)

@@ -22,8 +22,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,7 +30,7 @@ from aws_lambda_powertools import Logger
 
 from crq.errors import ConfigError, SpecUnreadable
 from crq.events import SpecDeleted, SpecUploaded
-from crq.ports import Publisher, SpecObject, SpecStore, utc_now
+from crq.ports import SpecObject
 from crq.safe_load import format_of
 from crq.schedule import At, Rate, build_schedule, local_to_utc, parse_expression, zone_of
 from crq.schedule_notice import (
@@ -46,9 +45,8 @@ from crq.schedule_notice import (
 from crq.schedule_state import (
     DesiredSchedule,
     ManagedSchedule,
-    ScheduleGateway,
+    ScheduleDeps,
     SpecState,
-    SpecStates,
     StateClaimRefused,
     comparable_sequencer,
     schedule_name,
@@ -61,18 +59,6 @@ logger = Logger(child=True)
 
 MAX_ROUNDS = 5
 NEXT_FIRES = 3
-
-
-@dataclass(frozen=True)
-class ScheduleDeps:
-    """The collaborators of the schedule use case, built once per cold start."""
-
-    settings: Settings
-    specs: SpecStore
-    states: SpecStates
-    scheduler: ScheduleGateway
-    publisher: Publisher
-    clock: Callable[[], datetime] = field(default=utc_now)
 
 
 @dataclass(frozen=True)

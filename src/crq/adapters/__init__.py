@@ -17,7 +17,7 @@ from crq.adapters.scheduler import SchedulerGateway
 from crq.adapters.sns import SnsPublisher
 from crq.metrics import PowertoolsRunMetrics
 from crq.ports import Pipeline
-from crq.schedule_sync import ScheduleDeps
+from crq.schedule_state import ScheduleDeps
 from crq.settings import Settings
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ import pytest
 from crq.errors import ConfigError, SpecUnreadable
 from crq.events import SpecDeleted, SpecUploaded
 from crq.ports import SpecObject
-from crq.schedule_state import ManagedSchedule, SpecState, StateClaimRefused
-from crq.schedule_sync import ScheduleDeps, sync_schedule
+from crq.schedule_state import ManagedSchedule, ScheduleDeps, SpecState, StateClaimRefused
+from crq.schedule_sync import sync_schedule
 from crq.settings import Settings
 
 NOW = datetime(2026, 3, 25, 9, 0, tzinfo=UTC)  # a Wednesday
