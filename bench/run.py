@@ -8,7 +8,10 @@
 2. Cold start. A fresh interpreter imports the track handler, builds its collaborators and
    the one client an idle tick needs (DynamoDB; the others are created on first use), against a fresh interpreter that only imports boto3 and creates one Clean Rooms client: what
    crq adds on top of the least any function calling Clean Rooms pays.
-3. Spec validation. load_spec + render_request of the example spec, against yaml.safe_load of
+3. Preflight. A burst of specs (template parameters, member output) started by the start
+   and track functions: Clean Rooms reads preflight makes per started query, amortised by
+   its per-container cache, against what it would make uncached.
+4. Spec validation. load_spec + render_request of the example spec, against yaml.safe_load of
    the same bytes: the price of the safety checks and the model-driven validation.
 
 Nothing here asserts: the numbers are printed for people (and CI logs) to compare.
@@ -100,7 +103,10 @@ def track_calls(specs: int = 20) -> dict[str, Any]:
                 stack_name="crq-bench",
                 region=REGION,
                 account_id=ACCOUNT,
-                parameters={"MembershipIds": [MEMBERSHIP]},
+                parameters={
+                    "MembershipIds": [MEMBERSHIP],
+                    "ResultBucketNames": ["crq-bench-results"],
+                },
             )
             os.environ.update(created.functions["StartFunction"].environment)
             os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"  # the numbers, not the logs
@@ -264,8 +270,124 @@ def _per_call(fn: Callable[[], None], repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+PREFLIGHT_READS = (
+    "GetMembership",
+    "GetAnalysisTemplate",
+    "GetCollaborationAnalysisTemplate",
+    "ListMembers",
+)
+
+
+def preflight_calls(specs: int = 40) -> dict[str, Any]:
+    """Clean Rooms reads preflight makes per started query, amortised over a burst.
+
+    `specs` uploads at once (half run an analysis template, half send results to a member, so
+    every kind of read is needed), started by the start function and, past the membership's
+    five slots, by the track function: two containers, each with its own cache."""
+    _aws_env()
+    import boto3
+    from moto import mock_aws
+
+    from crq_local import stack
+    from crq_local.engine import Engine, Timings, load_config
+    from crq_local.sandbox.stack_resources import AwsClients, create_stack
+
+    engine = Engine(load_config(ROOT / "examples" / "collaboration.yaml"), timings=Timings.fast())
+    calls: Counter[str] = Counter()
+    handle = engine.handle
+
+    def counting(operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        calls[operation] += 1
+        return handle(operation, params)
+
+    engine.handle = counting  # type: ignore[method-assign]
+    boto3.DEFAULT_SESSION = None
+    template_arn = (
+        f"arn:aws:cleanrooms:{REGION}:111111111111:membership/{MEMBERSHIP}"
+        "/analysistemplate/3d9a7c15-2e4b-4f68-b0a1-7c5e9d2f1a64"
+    )
+    try:
+        with mock_aws(), engine.installed():
+            names = ("s3", "dynamodb", "sns", "sqs", "events", "scheduler", "cloudwatch")
+            clients = AwsClients(*(boto3.client(name) for name in names))
+            created = create_stack(
+                stack.load_template(),
+                clients,
+                stack_name="crq-bench-preflight",
+                region=REGION,
+                account_id=ACCOUNT,
+                parameters={
+                    "MembershipIds": [MEMBERSHIP],
+                    "ResultBucketNames": ["crq-bench-results"],
+                },
+            )
+            os.environ.update(created.functions["StartFunction"].environment)
+            os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+            clients.s3.create_bucket(Bucket="crq-bench-results")
+            from handlers import start, track
+
+            start.pipeline.cache_clear()
+            track.pipeline.cache_clear()
+            bucket = created.buckets["SpecsBucket"]
+            event_template = json.loads((ROOT / "events/start/s3-object-created.json").read_text())
+            for i in range(specs):
+                if i % 2:
+                    body = (
+                        f"membershipIdentifier: {MEMBERSHIP}\nsqlParameters:\n"
+                        f"  analysisTemplateArn: {template_arn}\n"
+                        f"  parameters: {{end_date: '2026-03-{1 + i % 28:02d}'}}\n"
+                        "resultConfiguration:\n  outputConfiguration:\n"
+                        "    s3: {resultFormat: CSV, bucket: crq-bench-results, keyPrefix: pf}\n"
+                    )
+                else:
+                    body = (
+                        f"membershipIdentifier: {MEMBERSHIP}\nsqlParameters:\n"
+                        f"  queryString: SELECT channel, {i} AS n FROM impressions\n"
+                        "resultConfiguration:\n  outputConfiguration:\n"
+                        "    member: {accountId: '222222222222'}\n"
+                    )
+                key = f"specs/preflight-{i:02d}.yaml"
+                put = clients.s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
+                event = json.loads(json.dumps(event_template))
+                event["detail"]["bucket"]["name"] = bucket
+                event["detail"]["object"].update(
+                    key=key, size=len(body), etag=put["ETag"].strip('"')
+                )
+                event["detail"]["object"]["version-id"] = put["VersionId"]
+                start.handler(event, _Context())  # type: ignore[arg-type]
+            deadline = time.monotonic() + 120
+            while calls["StartProtectedQuery"] < specs and time.monotonic() < deadline:
+                engine.wait_until_idle(10)
+                track.handler({"source": "crq.track"}, _Context())  # type: ignore[arg-type]
+            if calls["StartProtectedQuery"] < specs:
+                raise SystemExit("bench: the preflight burst did not start every query")
+            lookups = sum(
+                p.collaboration.lookups
+                for p in (start.pipeline(), track.pipeline())
+                if p.collaboration is not None
+            )
+    finally:
+        engine.shutdown()
+    reads = sum(calls[op] for op in PREFLIGHT_READS)
+    starts = calls["StartProtectedQuery"]
+    return {
+        "specs": specs,
+        "starts": starts,
+        "reads": reads,
+        "by_operation": {op: calls[op] for op in PREFLIGHT_READS if calls[op]},
+        "per_start": reads / starts,
+        "uncached_per_start": lookups / starts,
+    }
+
+
 def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
+    pre = preflight_calls()
+    print(
+        f"preflight     {pre['specs']} specs, {pre['starts']} starts: {pre['reads']} Clean Rooms "
+        f"reads {pre['by_operation']} -> {pre['per_start']:.2f} per started query, amortised "
+        f"(uncached: {pre['uncached_per_start']:.2f}; budget: <= 0.25 per query in a burst)"
+    )
     calls = track_calls()
     print(
         f"track calls   {calls['specs']} specs, {calls['starts']} starts, {calls['ticks']} ticks: "

@@ -111,7 +111,12 @@ def notification_schema() -> dict[str, Any]:
     head = {key: run.pop(key) for key in ("$schema", "title", "description") if key in run}
     definitions = run.pop("$defs", {})
     schedule = schedule_notification_schema()
-    definitions |= schedule.pop("$defs", {})
+    schedule_definitions = schedule.pop("$defs", {})
+    # The same compatibility policy as the run notification: unknown keys and any 1.x version.
+    for part in (schedule, *schedule_definitions.values()):
+        part.pop("additionalProperties", None)
+    schedule["properties"]["version"] = {"type": "string", "pattern": r"^1(\.[0-9]+)?$"}
+    definitions |= schedule_definitions
     return {
         **head,
         "description": head.get("description", "")

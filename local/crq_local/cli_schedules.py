@@ -348,17 +348,16 @@ def _local_pipeline(target: Target) -> Any:
     from aws_lambda_powertools import Metrics
 
     from crq.adapters import build_pipeline
+    from crq.errors import ConfigError
     from crq.settings import Settings
 
-    settings = Settings.from_env(
-        {
-            "CRQ_TABLE_NAME": target.table,
-            "CRQ_SPECS_BUCKET": target.bucket,
-            "CRQ_TOPIC_ARN": os.environ["CRQ_TOPIC_ARN"],
-            "POWERTOOLS_SERVICE_NAME": "crq",
-            "POWERTOOLS_METRICS_NAMESPACE": "crq",
-        }
-    )
+    # The sandbox exports the start function's settings (CRQ_MEMBERSHIP_IDS, ...); Powertools'
+    # names are the template's.
+    defaults = {"POWERTOOLS_SERVICE_NAME": "crq", "POWERTOOLS_METRICS_NAMESPACE": "crq"}
+    try:
+        settings = Settings.from_env({**defaults, **os.environ})
+    except ConfigError as exc:
+        base.fail(f"the environment: {exc}")
     return build_pipeline(settings, Metrics(namespace="crq", service="crq-cli"))
 
 

@@ -62,6 +62,7 @@ class Expectation:
     expect: str
     timeout_seconds: float = DEFAULT_SPEC_TIMEOUT_SECONDS
     fire_in_seconds: float | None = None  # scheduled: at() this far ahead of the upload
+    note: str = ""  # issue 11: what to notice about this run, shown under its notification
 
     @property
     def key(self) -> str:
@@ -103,6 +104,7 @@ def load_manifest(specs_dir: Path) -> list[Expectation]:
             expect=str(entry["expect"]),
             timeout_seconds=float(entry.get("timeout_seconds", DEFAULT_SPEC_TIMEOUT_SECONDS)),
             fire_in_seconds=float(entry["fire_in_seconds"]) if "fire_in_seconds" in entry else None,
+            note=str(entry.get("note", "")),  # issue 11
         )
         if not (specs_dir / expectation.file).is_file():
             raise DemoFailed(f"{path}: {expectation.file} does not exist in {specs_dir}")
@@ -333,6 +335,8 @@ def _upload_and_wait(
                 outcome.notification = notification
                 outcome.arrived_at = time.monotonic()
                 _details(console, s3, notification)
+                if outcome.expectation.note:  # issue 11: e.g. the groups a rule left out
+                    console.print(Text(f"    {outcome.expectation.note}", style="cyan"))
                 progress.update(
                     tasks[notification.spec_key],
                     completed=1,

@@ -1,4 +1,4 @@
-"""The notifications of schedule changes: SCHEDULE_SET and SCHEDULE_REMOVED (contract "1").
+"""The notifications of schedule changes: SCHEDULE_SET and SCHEDULE_REMOVED (contract "1.1").
 
 Published to the same topic as run notifications, so a spec's owners see what their upload
 changed. Additive to the run contract (docs/notifications.md): its own `event` values, a
@@ -52,7 +52,9 @@ class ScheduleNoticeSchedule(_Body):
 class ScheduleNotification(_Body):
     """The JSON body of a schedule change's message."""
 
-    version: Literal["1"] = "1"
+    # The notification contract's version (crq.notifier.CONTRACT_VERSION; a test keeps them
+    # equal: importing the notifier here would pull its delivery in).
+    version: Literal["1.1"] = "1.1"
     event: Literal["SCHEDULE_SET", "SCHEDULE_REMOVED"]
     notification_id: str = Field(
         description="<spec state id>:<S3 sequencer>:<event>; the same on a re-publish."

@@ -29,6 +29,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from crq.budget import budget_refusal
 from crq.errors import SpecUnreadable, StaleRun, StartDeferred, StartRefused
 from crq.events import NotOurs, SpecScheduled, SpecUploaded, StartTrigger
 from crq.ledger import (
@@ -45,6 +46,7 @@ from crq.ledger import (
 )
 from crq.notifier import deliver, end_run
 from crq.ports import Pipeline, ProtectedQuery, QuerySummary
+from crq.preflight import preflight
 from crq.render import RenderContext
 from crq.safe_load import format_of
 from crq.spec import Spec, SpecInvalid, file_stem, load_spec, redacted_request, render_request
@@ -237,6 +239,20 @@ def launch(
     except (SpecUnreadable, SpecInvalid) as exc:
         end_run(run, _rejection(_problems(exc), now), pipeline)
         return StartResult("rejected", run_id=run.run_id)
+    # ---- preflight (docs/preflight.md): what Clean Rooms would refuse, refused unbilled ----
+    if pipeline.collaboration is not None:
+        problems = preflight(request, pipeline.settings, pipeline.collaboration)
+        if problems:
+            logger.info("spec rejected by preflight", extra={**_log(run), "errors": len(problems)})
+            end_run(run, _rejection(problems, now), pipeline)
+            return StartResult("rejected", run_id=run.run_id, detail=f"{len(problems)} error(s)")
+    refusal = budget_refusal(pipeline.settings, pipeline.ledger, now)  # the daily CRPU budget
+    if refusal is not None:
+        logger.warning("start refused: daily CRPU budget spent", extra=_log(run))
+        outcome = Outcome(event=RunEvent.START_FAILED, ended_at=now, error=refusal)
+        end_run(run, outcome, pipeline)
+        return StartResult("start_failed", run_id=run.run_id, detail=refusal.code)
+    # ---- end preflight ----
 
     salt = run.fingerprint_salt or secrets.token_hex(16)
     try:
@@ -260,7 +276,7 @@ def launch(
     except StartDeferred as exc:
         return _defer(starting, exc, pipeline)
     except StartRefused as exc:
-        error = ErrorInfo(code=exc.code, message=exc.message, retryable=False)
+        error = ErrorInfo(code=exc.code, message=exc.message, retryable=False, reason=exc.reason)
         outcome = Outcome(event=RunEvent.START_FAILED, ended_at=pipeline.clock(), error=error)
         end_run(starting, outcome, pipeline)
         return StartResult("start_failed", run_id=run.run_id, detail=exc.code)

@@ -198,7 +198,7 @@ def _create_stack(engine: Engine) -> PipelineStack:
     group = boto3.client("scheduler").create_schedule_group(Name=SCHEDULE_GROUP)
     resolver = stack.Resolver(
         template,
-        parameters={"MembershipIds": [MEMBERSHIP]},
+        parameters={"MembershipIds": [MEMBERSHIP], "ResultBucketNames": [RESULTS_BUCKET]},
         refs={
             "RunsTable": TABLE,
             "NotificationsTopic": topic_arn,

@@ -71,6 +71,11 @@ START_ACTIONS = {
     "cleanrooms:StartProtectedQuery",
     "cleanrooms:GetProtectedQuery",
     "cleanrooms:ListProtectedQueries",
+    # preflight (crq.preflight) before each start
+    "cleanrooms:GetMembership",
+    "cleanrooms:GetAnalysisTemplate",
+    "cleanrooms:ListMembers",
+    "cleanrooms:GetCollaborationAnalysisTemplate",
 }
 # Only the start function keeps spec schedules (crq.schedule_sync): in the stack's group, passing
 # the one scheduler role, marking spec-state records applied.
@@ -90,7 +95,8 @@ SCHEDULE_ENV = {
 }
 EXPECTED_ACTIONS = {
     "StartFunction": START_ACTIONS | SCHEDULE_ACTIONS,
-    "TrackFunction": START_ACTIONS | {"cleanrooms:UpdateProtectedQuery", "s3:ListBucket"},
+    "TrackFunction": START_ACTIONS
+    | {"cleanrooms:UpdateProtectedQuery", "s3:ListBucket", "dynamodb:UpdateItem"},
 }
 # Calls the adapters make that no function needs: they serve local tools only.
 TOOLS_ONLY = {
@@ -453,6 +459,13 @@ def test_each_action_is_granted_only_on_this_stacks_resources(template: dict[str
         "cleanrooms:GetProtectedQuery": memberships,
         "cleanrooms:ListProtectedQueries": memberships,
         "cleanrooms:UpdateProtectedQuery": memberships,
+        "cleanrooms:GetMembership": memberships,
+        "cleanrooms:GetAnalysisTemplate": memberships,
+        # a collaboration's ARN names its creator's account: any collaboration in the region
+        "cleanrooms:ListMembers": {f"arn:aws:cleanrooms:{REGION}:*:collaboration/*"},
+        "cleanrooms:GetCollaborationAnalysisTemplate": {
+            f"arn:aws:cleanrooms:{REGION}:*:collaboration/*"
+        },
     }
     for function in EXPECTED_ACTIONS:
         statements = function_statements(resolver, function)

@@ -13,6 +13,7 @@ import json
 import types
 import typing
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -30,6 +31,14 @@ if TYPE_CHECKING:
 IN_FLIGHT_INDEX = "InFlight"
 BY_QUERY_INDEX = "ByQuery"
 IN_FLIGHT_FLAG = "1"
+# Items of the daily CRPU budget live beside the runs: `budget:<YYYY-MM-DD>`.
+BUDGET_ITEM_PREFIX = "budget:"
+BUDGET_ITEM_DAYS = 3  # kept a little past their day, then DynamoDB's TTL removes them
+
+
+def _day_expiry(day: str) -> int:
+    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
+    return int((start + timedelta(days=BUDGET_ITEM_DAYS)).timestamp())
 
 
 def _structured_fields() -> frozenset[str]:
@@ -143,6 +152,37 @@ class DynamoLedger:
             return from_item(item)
         return None
 
+    # ---- the daily CRPU budget: one counter item per UTC day (docs/preflight.md) -----------
+
+    def add_billed_units(self, day: str, query_id: str, units: float) -> None:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"runId": {"S": BUDGET_ITEM_PREFIX + day}},
+                UpdateExpression="ADD billedUnits :units, queryIds :query SET expiresAt = :ttl",
+                # A query counted once, however often its ending is processed.
+                ConditionExpression="attribute_not_exists(queryIds) OR NOT contains(queryIds, :id)",
+                ExpressionAttributeValues={
+                    ":units": {"N": repr(float(units))},
+                    ":query": {"SS": [query_id]},
+                    ":id": {"S": query_id},
+                    ":ttl": {"N": str(_day_expiry(day))},
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    def billed_units(self, day: str) -> float:
+        response = self._client.get_item(
+            TableName=self._table,
+            Key={"runId": {"S": BUDGET_ITEM_PREFIX + day}},
+            ProjectionExpression="billedUnits",
+            ConsistentRead=True,
+        )
+        value = (response.get("Item") or {}).get("billedUnits", {}).get("N")
+        return float(value) if value else 0.0
+
     def recent(self, limit: int) -> list[Run]:
         """Up to `limit` runs, newest first, for tools (`crq status`). Scans: never on a hot path."""
         runs: list[Run] = []
@@ -152,7 +192,7 @@ class DynamoLedger:
             runs.extend(
                 from_item(self._plain(item))
                 for item in page.get("Items", [])
-                if not item["runId"]["S"].startswith(STATE_ID_PREFIX)  # spec-state records
+                if not item["runId"]["S"].startswith((BUDGET_ITEM_PREFIX, STATE_ID_PREFIX))
             )
             if "LastEvaluatedKey" not in page:
                 break

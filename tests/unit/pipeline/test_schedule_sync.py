@@ -209,3 +209,10 @@ def test_a_stack_without_its_schedule_settings_fails_by_name(world: Any) -> None
 
     with pytest.raises(ConfigError, match="CRQ_SCHEDULE_GROUP, CRQ_SCHEDULER_ROLE_ARN not set"):
         sync_schedule(uploaded(specs, SPEC + "schedule: rate(1 day)\n"), bare)
+
+
+def test_schedule_notices_carry_the_contract_version() -> None:
+    from crq.notifier import CONTRACT_VERSION
+    from crq.schedule_notice import ScheduleNotification
+
+    assert ScheduleNotification.model_fields["version"].default == CONTRACT_VERSION
