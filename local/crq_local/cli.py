@@ -9,6 +9,7 @@
     crq status [--limit N] [--spec NAME] [--status WORD] [--since AGE] [--json]
                                     recent runs from the ledger's Recent index
     crq watch QUERY_ID              a query's progress until it ends
+    crq schedules | trigger | backfill   spec schedules (cli_schedules.py)
 
 Commands that talk to AWS use boto3's usual configuration (the `export` lines the sandbox
 prints, or a profile); `--stack NAME` reads a deployed stack's outputs instead. Every failure
@@ -214,8 +215,10 @@ def validate(
                 out.print(Text("✗ ", style="red") + Text(line), soft_wrap=True)
             bad += 1
         else:
+            note = cli_schedules.schedule_note(spec)
             out.print(
-                Text("✓ ", style="green") + Text(f"{path}: OK (spec {spec.name})"), soft_wrap=True
+                Text("✓ ", style="green") + Text(f"{path}: OK (spec {spec.name}{note})"),
+                soft_wrap=True,
             )
     if bad:
         out.print(f"{bad} of {len(files)} file{'s' if len(files) != 1 else ''} invalid")
@@ -629,6 +632,12 @@ def _print_query(query: dict[str, Any]) -> None:
         out.print("  results sent to " + ", ".join(m["accountId"] for m in members))
     if query.get("error"):
         out.print(f"  {query['error'].get('code')}: {query['error'].get('message')}", markup=False)
+
+
+# Commands kept in modules of their own.
+from crq_local import cli_schedules  # noqa: E402  (needs the helpers above)
+
+cli_schedules.register(app, sys.modules[__name__])
 
 
 def main(argv: list[str] | None = None) -> None:

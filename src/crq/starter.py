@@ -154,7 +154,7 @@ def _create(source: _Source, pipeline: Pipeline) -> StartResult:
     try:
         obj = pipeline.specs.get_spec(source.bucket, source.key, source.version_id)
         run = run.model_copy(update={"spec_version_id": obj.version_id, "spec_etag": obj.etag})
-        spec = load_spec(obj.data, uri, default_name=run.spec_name)
+        spec = load_spec(obj.data, uri, default_name=run.spec_name, **_limits(pipeline))
         run = run.model_copy(update={"spec_name": spec.name})
         request = render_request(spec, _context(spec, run))
     except (SpecUnreadable, SpecInvalid) as exc:
@@ -239,7 +239,9 @@ def launch(
     try:
         if spec is None:  # a queued run: re-read the spec version it was created from
             obj = pipeline.specs.get_spec(run.spec_bucket, run.spec_key, run.spec_version_id)
-            spec = load_spec(obj.data, run.spec_source, default_name=run.spec_name)
+            spec = load_spec(
+                obj.data, run.spec_source, default_name=run.spec_name, **_limits(pipeline)
+            )
         request = render_request(spec, _context(spec, run))
     except (SpecUnreadable, SpecInvalid) as exc:
         end_run(run, _rejection(_problems(exc), now), pipeline)
@@ -459,6 +461,11 @@ def _destinations(request: Mapping[str, Any]) -> list[list[str]]:
 def _keyed(salt: str, value: Any) -> str:
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hmac.new(salt.encode(), canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def _limits(pipeline: Pipeline) -> dict[str, int]:
+    """The stack's limits on specs (load_spec's keyword arguments)."""
+    return {"min_schedule_interval_minutes": pipeline.settings.min_schedule_interval_minutes}
 
 
 def _context(spec: Spec, run: Run) -> RenderContext:

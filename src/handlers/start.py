@@ -1,8 +1,5 @@
-"""Start function: a spec uploaded under the specs prefix, or a schedule naming a spec.
-
-Parses the event, calls `crq.starter.start_run`, returns a small summary. Events that are not
-crq's (another bucket or prefix, a folder marker, a delete) are ignored by the use case.
-"""
+"""Start function: a spec uploaded or deleted (its schedule first: `crq.schedule_sync`, which
+says whether an upload also runs now), or a schedule naming a spec (`crq.starter.start_run`)."""
 
 from __future__ import annotations
 
@@ -12,9 +9,10 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from crq.adapters import build_pipeline
-from crq.events import parse_start_event
+from crq.adapters import build_pipeline, schedule_deps_for
+from crq.events import SpecDeleted, SpecUploaded, parse_start_event
 from crq.ports import Pipeline
+from crq.schedule_sync import sync_schedule
 from crq.settings import Settings
 from crq.starter import start_run
 
@@ -32,8 +30,16 @@ def pipeline() -> Pipeline:
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     trigger = parse_start_event(event)
-    result = start_run(trigger, pipeline())
-    logger.info("start handled", extra=result.as_dict())
-    return result.as_dict()
+    synced = None
+    if isinstance(trigger, SpecUploaded | SpecDeleted):  # the spec's schedule first
+        synced = sync_schedule(trigger, schedule_deps_for(pipeline()))
+        if isinstance(trigger, SpecDeleted) or not synced.run_now:
+            logger.info("start handled", extra=synced.as_dict())
+            return synced.as_dict()
+    result = start_run(trigger, pipeline()).as_dict()
+    if synced is not None and synced.outcome not in ("ignored", "unscheduled"):
+        result["schedule"] = synced.outcome
+    logger.info("start handled", extra=result)
+    return result

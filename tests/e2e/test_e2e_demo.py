@@ -27,6 +27,10 @@ def test_the_demo_runs_every_example_to_its_expected_end(tmp_path: Path) -> None
         name = entry["file"].removesuffix(".yaml")
         row = next(line for line in summary.splitlines() if name in line)
         assert entry["expect"] in row
+        # A scheduled spec ran when its schedule fired, not at upload.
+        assert ("│ at " in row) == ("fire_in_seconds" in entry), row
+    assert any("fire_in_seconds" in entry for entry in manifest)
+    assert "SCHEDULE_SET     weekly-channel-mix" in demo.stdout
     assert "first 4 of 4 rows" in demo.stdout  # a preview of a result
     assert "Sandbox stopped (exit code 0)" in demo.stdout
 

@@ -46,8 +46,13 @@ TABLE_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/crq-dev-RunsTable-X"
 TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:crq-dev-NotificationsTopic-X"
 KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/4d2e7c1a-0000-4000-8000-000000000000"
 DLQ_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:crq-dev-EventsDeadLetterQueue-X"
+SCHEDULE_GROUP = "crq-dev-SpecSchedules-X"
+SCHEDULE_GROUP_ARN = f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule-group/{SCHEDULE_GROUP}"
+SCHEDULER_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/crq-dev-SchedulerRole-X"
+START_FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{STACK}-start"
 RULE_ARNS = {
     "StartFunctionSpecUploaded": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/crq-dev-spec-uploaded",
+    "StartFunctionSpecDeleted": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/crq-dev-spec-deleted",
     "TrackFunctionCleanRoomsStatusChanged": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/crq-dev-cr",
 }
 
@@ -72,21 +77,39 @@ START_ACTIONS = {
     "cleanrooms:ListMembers",
     "cleanrooms:GetCollaborationAnalysisTemplate",
 }
+# Only the start function keeps spec schedules (crq.schedule_sync): in the stack's group, passing
+# the one scheduler role, marking spec-state records applied.
+SCHEDULE_ACTIONS = {
+    "scheduler:CreateSchedule",
+    "scheduler:UpdateSchedule",
+    "scheduler:DeleteSchedule",
+    "scheduler:GetSchedule",
+    "iam:PassRole",
+    "dynamodb:UpdateItem",
+}
+SCHEDULE_ENV = {
+    "CRQ_SCHEDULE_GROUP",
+    "CRQ_SCHEDULER_ROLE_ARN",
+    "CRQ_SCHEDULE_TARGET_ARN",
+    "CRQ_SCHEDULE_DEAD_LETTER_ARN",
+}
 EXPECTED_ACTIONS = {
-    "StartFunction": START_ACTIONS,
+    "StartFunction": START_ACTIONS | SCHEDULE_ACTIONS,
     "TrackFunction": START_ACTIONS
     | {"cleanrooms:UpdateProtectedQuery", "s3:ListBucket", "dynamodb:UpdateItem"},
 }
 # Calls the adapters make that no function needs: they serve local tools only.
-# Calls only tools make (none: `crq status` queries the Recent index, an action the functions
-# have on their own indexes; the grants' resources leave Recent out).
-TOOLS_ONLY: dict[str, str] = {}
+# Calls only tools make: `crq schedules` lists the spec-state items (a Scan filtered on their
+# key prefix); `crq status` queries the Recent index, an action the functions have on their
+# own indexes (the grants' resources leave Recent out).
+TOOLS_ONLY = {"dynamodb:Scan": "DynamoSpecStates.all, for `crq schedules`"}
 # Adapter module -> (botocore service, IAM prefix).
 ADAPTER_SERVICES = {
     "cleanrooms.py": ("cleanrooms", "cleanrooms"),
     "dynamodb.py": ("dynamodb", "dynamodb"),
     "s3.py": ("s3", "s3"),
     "sns.py": ("sns", "sns"),
+    "scheduler.py": ("scheduler", "scheduler"),
 }
 # boto3 operations whose IAM action is not simply prefix:OperationName.
 S3_ACTIONS = {
@@ -124,6 +147,7 @@ def make_resolver(template: dict[str, Any], **parameters: Any) -> Resolver:
             "TrackFunction": f"{STACK}-track",
             "StartFunctionLogGroup": f"/aws/lambda/{STACK}-start",
             "TrackFunctionLogGroup": f"/aws/lambda/{STACK}-track",
+            "SpecSchedules": SCHEDULE_GROUP,
         },
         attributes={
             "SpecsBucket.Arn": f"arn:aws:s3:::{SPECS_BUCKET}",
@@ -132,6 +156,8 @@ def make_resolver(template: dict[str, Any], **parameters: Any) -> Resolver:
             "DataKey.Arn": KEY_ARN,
             "EventsDeadLetterQueue.Arn": DLQ_ARN,
             "EventsDeadLetterQueue.QueueName": "crq-dev-EventsDeadLetterQueue-X",
+            "SpecSchedules.Arn": SCHEDULE_GROUP_ARN,
+            "SchedulerRole.Arn": SCHEDULER_ROLE_ARN,
             **{f"{rule}.Arn": arn for rule, arn in RULE_ARNS.items()},
         },
         stack_name=STACK,
@@ -257,8 +283,21 @@ def test_globals_pin_runtime_architecture_tracing_and_powertools(template: dict[
 
 def test_each_function_gets_exactly_the_settings_environment(template: dict[str, Any]) -> None:
     expected = set(Settings.env_names().values())
-    for function in ("StartFunction", "TrackFunction"):
-        assert set(stack.function_environment(template, function)) == expected, function
+    assert set(stack.function_environment(template, "StartFunction")) == expected
+    assert set(stack.function_environment(template, "TrackFunction")) == expected - SCHEDULE_ENV
+
+
+def test_the_start_function_keeps_schedules_in_the_stacks_group(template: dict[str, Any]) -> None:
+    loaded = Settings.from_env(make_resolver(template).environment("StartFunction"))
+    assert loaded.schedule_group == SCHEDULE_GROUP
+    assert loaded.scheduler_role_arn == SCHEDULER_ROLE_ARN
+    assert loaded.schedule_target_arn == START_FUNCTION_ARN
+    assert loaded.schedule_dead_letter_arn == DLQ_ARN
+    assert loaded.min_schedule_interval_minutes == 60
+    assert template["Resources"]["SpecSchedules"]["Type"] == "AWS::Scheduler::ScheduleGroup"
+    tight = make_resolver(template, MinScheduleIntervalMinutes="1440")
+    for function in ("StartFunction", "TrackFunction"):  # both load specs
+        assert Settings.from_env(tight.environment(function)).min_schedule_interval_minutes == 1440
 
 
 def test_template_environment_is_valid_settings(template: dict[str, Any]) -> None:
@@ -278,7 +317,12 @@ def test_template_environment_is_valid_settings(template: dict[str, Any]) -> Non
 
 def test_parameter_ranges_are_ones_settings_accept(template: dict[str, Any]) -> None:
     parameters = template["Parameters"]
-    for parameter in ("DefaultMaxRuntimeMinutes", "RunRetentionDays", "MembershipQueryCap"):
+    for parameter in (
+        "DefaultMaxRuntimeMinutes",
+        "RunRetentionDays",
+        "MembershipQueryCap",
+        "MinScheduleIntervalMinutes",
+    ):
         for bound in ("MinValue", "MaxValue", "Default"):
             resolver = make_resolver(template, **{parameter: parameters[parameter][bound]})
             # Raises ConfigError if the template would let a deploy break the cold start.
@@ -408,6 +452,19 @@ def test_each_action_is_granted_only_on_this_stacks_resources(template: dict[str
         "dynamodb:GetItem": {TABLE_ARN},
         "dynamodb:PutItem": {TABLE_ARN},
         "dynamodb:UpdateItem": {TABLE_ARN},
+        "scheduler:CreateSchedule": {
+            f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/{SCHEDULE_GROUP}/*"
+        },
+        "scheduler:UpdateSchedule": {
+            f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/{SCHEDULE_GROUP}/*"
+        },
+        "scheduler:DeleteSchedule": {
+            f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/{SCHEDULE_GROUP}/*"
+        },
+        "scheduler:GetSchedule": {
+            f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/{SCHEDULE_GROUP}/*"
+        },
+        "iam:PassRole": {SCHEDULER_ROLE_ARN},
         "dynamodb:Query": {f"{TABLE_ARN}/index/InFlight", f"{TABLE_ARN}/index/ByQuery"},
         "sns:Publish": {TOPIC_ARN},
         "cleanrooms:StartProtectedQuery": memberships,
@@ -430,6 +487,9 @@ def test_each_action_is_granted_only_on_this_stacks_resources(template: dict[str
             if any(a.startswith("kms:") for a in as_list(statement["Action"])):
                 via = statement["Condition"]["StringEquals"]["kms:ViaService"]
                 assert set(via) == {f"s3.{REGION}.amazonaws.com", f"sns.{REGION}.amazonaws.com"}
+            if "iam:PassRole" in as_list(statement["Action"]):
+                passed = statement["Condition"]["StringEquals"]["iam:PassedToService"]
+                assert passed == "scheduler.amazonaws.com"
 
 
 def test_the_specs_prefix_is_the_same_everywhere(template: dict[str, Any]) -> None:
@@ -575,6 +635,7 @@ def test_deployed_roles_hold_only_these_policies(translated: dict[str, Any]) -> 
         "StartFunctionRole",
         "TrackFunctionRole",
         "TrackFunctionTrackScheduleRole",
+        "SchedulerRole",
     }
     for function, expected in EXPECTED_ACTIONS.items():
         properties = roles[f"{function}Role"]["Properties"]
@@ -598,6 +659,20 @@ def test_deployed_roles_hold_only_these_policies(translated: dict[str, Any]) -> 
         for action in as_list(statement["Action"])
     }
     assert schedule_actions == {"lambda:InvokeFunction", "sqs:SendMessage"}
+
+
+def test_spec_schedules_may_only_invoke_the_start_function(template: dict[str, Any]) -> None:
+    role = make_resolver(template).resolve(template["Resources"]["SchedulerRole"]["Properties"])
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
+    assert trust["Condition"]["ArnEquals"] == {"aws:SourceArn": SCHEDULE_GROUP_ARN}
+    grants = granted(stack.statements(p["PolicyDocument"] for p in role["Policies"]))
+    assert grants == {"lambda:InvokeFunction": {START_FUNCTION_ARN}, "sqs:SendMessage": {DLQ_ARN}}
+    # The start function passes exactly this role, and its schedules target the function.
+    loaded = Settings.from_env(make_resolver(template).environment("StartFunction"))
+    assert loaded.scheduler_role_arn == SCHEDULER_ROLE_ARN
+    assert loaded.schedule_target_arn == START_FUNCTION_ARN
 
 
 # ---------------------------------------------------------------- bucket and topics
@@ -789,13 +864,24 @@ def test_spec_uploads_match_and_other_s3_events_do_not(template: dict[str, Any])
     for key in ("specs/a.yml", "specs/team/b.json"):
         assert matches(pattern, {**upload, "detail": {**upload["detail"], "object": {"key": key}}})
     not_ours = sorted((EVENTS / "start" / "not-ours").glob("*.json"))
-    assert len(not_ours) >= 5
+    assert len(not_ours) >= 4
     # Keys under specs/ all reach the function (a wildcard would be case-sensitive); it ignores
     # folder markers and other extensions itself, as `crq validate` judges names.
     judged_by_the_function = {"folder-marker.json", "wrong-extension.json"}
     for path in not_ours:
         delivered = matches(pattern, json.loads(path.read_text()))
         assert delivered == (path.name in judged_by_the_function), path.name
+    deleted = EVENTS / "start" / "s3-object-deleted.json"
+    assert not matches(pattern, json.loads(deleted.read_text())), deleted.name
+
+
+def test_spec_deletions_match_and_uploads_do_not(template: dict[str, Any]) -> None:
+    pattern = make_resolver(template).event_pattern(rule(template, "StartFunction", "SpecDeleted"))
+    deleted = load_event("start/s3-object-deleted.json")
+    assert matches(pattern, deleted)
+    assert not matches(pattern, load_event("start/s3-object-created.json"))
+    elsewhere = {**deleted["detail"], "object": {"key": "other/a.yaml"}}
+    assert not matches(pattern, {**deleted, "detail": elsewhere})
 
 
 def test_terminal_clean_rooms_events_wake_the_tracker(template: dict[str, Any]) -> None:
@@ -859,7 +945,9 @@ def test_outputs_name_what_users_and_tests_need(template: dict[str, Any]) -> Non
         "StartFunctionName",
         "TrackFunctionName",
         "DeadLetterQueueUrl",
+        "ScheduleGroupName",
     } <= set(outputs)
+    assert outputs["ScheduleGroupName"]["Value"] == {"Ref": "SpecSchedules"}
     assert outputs["SpecsBucketName"]["Value"] == {"Ref": "SpecsBucket"}
     assert outputs["TopicArn"]["Value"] == {"Ref": "NotificationsTopic"}
     assert outputs["TableName"]["Value"] == {"Ref": "RunsTable"}

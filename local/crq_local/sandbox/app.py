@@ -5,6 +5,7 @@
     the template's resources on moto (stack_resources.py)
     the event router: EventBridge rules -> SQS -> the handlers, in this process (router.py)
     the track schedule, ticking every --tick seconds (ticker.py)
+    the spec schedules, firing at their times in their zones (spec_clock.py)
     a downstream consumer: an SQS queue subscribed to the topic, printed as messages arrive
 
 Everything goes through the HTTP endpoints, as the deployed stack does: the handlers build
@@ -42,6 +43,7 @@ from crq_local.sandbox.lambda_runtime import Handler, Invocation, LambdaRuntime,
 from crq_local.sandbox.notifications import ReceivedNotification, compact_line
 from crq_local.sandbox.ports import PortInUse, check_free
 from crq_local.sandbox.router import Delivery, EventRouter
+from crq_local.sandbox.spec_clock import Firing, SpecScheduleClock
 from crq_local.sandbox.stack_resources import (
     AwsClients,
     SandboxStack,
@@ -73,6 +75,7 @@ NOTIFICATIONS_TOPIC = "NotificationsTopic"
 SPECS_BUCKET = "SpecsBucket"
 RUNS_TABLE = "RunsTable"
 DEAD_LETTER_QUEUE = "EventsDeadLetterQueue"
+SCHEDULE_GROUP = "SpecSchedules"
 
 
 class SandboxError(Exception):
@@ -143,7 +146,9 @@ class Sandbox:
         self._engine_server: EngineServer | None = None
         self._log: IO[str] | None = None
         self._runtime: LambdaRuntime | None = None
-        self._workers: list[EventRouter | ScheduleTicker | NotificationConsumer] = []
+        self._workers: list[
+            EventRouter | ScheduleTicker | NotificationConsumer | SpecScheduleClock
+        ] = []
         self._config_dir: Path | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -246,6 +251,8 @@ class Sandbox:
             "CRQ_RESULTS_BUCKET": self.options.results_bucket,
             "CRQ_DEAD_LETTER_QUEUE_URL": self.stack.queues[DEAD_LETTER_QUEUE].url,
         }
+        if SCHEDULE_GROUP in self.stack.schedule_groups:
+            self.exports["CRQ_SCHEDULE_GROUP"] = self.stack.schedule_groups[SCHEDULE_GROUP]
         if memberships:
             self.exports["CRQ_MEMBERSHIP_ID"] = memberships[0]
         # What preflight checks against (`crq validate --online` reads these).
@@ -263,6 +270,10 @@ class Sandbox:
     def _start_moto(self) -> str:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server
+
+        from crq_local.sandbox import s3_deletes
+
+        s3_deletes.install()  # `aws s3 rm` on a spec sends Object Deleted, as S3 does
 
         # moto's ThreadedMotoServer binds in its thread and waits forever when the port is
         # taken; binding here turns that into an error the user can act on.
@@ -324,6 +335,15 @@ class Sandbox:
                     self._on_tick,
                 )
             )
+        self._workers.append(
+            SpecScheduleClock(
+                scheduler,
+                self._runtime,
+                {f.name: logical_id for logical_id, f in self.stack.functions.items()},
+                {TRACK_FUNCTION},
+                self._on_fire,
+            )
+        )
         for worker in self._workers:
             worker.start()
 
@@ -404,6 +424,18 @@ class Sandbox:
                 tick_failure_line(invocation, self._function_name(invocation.function)),
                 soft_wrap=True,
             )
+
+    def _on_fire(self, firing: Firing) -> None:
+        invocation = firing.invocation
+        when = firing.scheduled_time.strftime("%Y-%m-%dT%H:%M:%SZ")
+        outcome = (invocation.result or {}).get("outcome", "") if invocation.ok else "failed"
+        self.console.print(
+            f"schedule {firing.schedule} fired for {when} -> "
+            f"{self._function_name(invocation.function)}: {outcome}",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
 
     def _on_notification(self, notification: ReceivedNotification) -> None:
         self.console.print(compact_line(notification), soft_wrap=True)

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from crq.adapters.aws_errors import error_code
 from crq.errors import StaleRun
 from crq.ledger import Run, in_flight_since
+from crq.schedule_state import STATE_ID_PREFIX, DesiredSchedule, SpecState, StateClaimRefused
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -302,3 +303,121 @@ class DynamoLedger:
     @staticmethod
     def _plain(item: dict[str, Any]) -> dict[str, Any]:
         return {key: _deserializer.deserialize(value) for key, value in item.items()}
+
+
+class DynamoSpecStates:
+    """Spec-state records (crq.schedule_state) in the runs table, keyed `spec:<hash>`.
+
+    They carry none of the runs' index attributes, so the InFlight and ByQuery indexes never
+    see them; `recent()` above skips them.
+    """
+
+    def __init__(self, table_name: str, client: DynamoDBClient) -> None:
+        self._table = table_name
+        self._client = client
+
+    @classmethod
+    def sharing(cls, ledger: DynamoLedger) -> DynamoSpecStates:
+        """Records in the ledger's table, through the ledger's client."""
+        return cls(ledger._table, ledger._client)
+
+    def get(self, state_id: str) -> SpecState | None:
+        response = self._client.get_item(
+            TableName=self._table, Key={"runId": {"S": state_id}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return self._state(DynamoLedger._plain(item)) if item else None
+
+    def claim(self, state: SpecState) -> None:
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=DynamoLedger._typed(self._item(state)),
+                **self._claim_condition(state),
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            current = self.get(state.state_id)
+            if current is None:  # deleted meanwhile (by hand): nothing to be ordered against
+                raise
+            raise StateClaimRefused(current) from exc
+
+    def mark_applied(self, state: SpecState) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"runId": {"S": state.state_id}},
+                UpdateExpression="SET applied = :yes",
+                ConditionExpression="sequencer = :seq",
+                ExpressionAttributeValues={":seq": {"S": state.sequencer}, ":yes": {"BOOL": True}},
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def all(self) -> list[SpecState]:
+        states: list[SpecState] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "begins_with(runId, :prefix)",
+            "ExpressionAttributeValues": {":prefix": {"S": STATE_ID_PREFIX}},
+        }
+        while True:
+            page = self._client.scan(**kwargs)
+            states.extend(self._state(DynamoLedger._plain(i)) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return states
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    @staticmethod
+    def _claim_condition(state: SpecState) -> dict[str, Any]:
+        """Absent, older, the same event unfinished, or (sequencer ties, which S3 never makes
+        but moto always does) another object version."""
+        same = "applied = :no"
+        values: dict[str, Any] = {":seq": {"S": state.sequencer}, ":no": {"BOOL": False}}
+        if state.version_id is not None:
+            same += " OR attribute_not_exists(versionId) OR versionId <> :version"
+            values[":version"] = {"S": state.version_id}
+        return {
+            "ConditionExpression": "attribute_not_exists(runId) OR sequencer < :seq"
+            f" OR (sequencer = :seq AND ({same}))",
+            "ExpressionAttributeValues": values,
+        }
+
+    @staticmethod
+    def _item(state: SpecState) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "runId": state.state_id,
+            "recordType": "specState",
+            "bucket": state.bucket,
+            "specKey": state.spec_key,
+            "specName": state.spec_name,
+            "sequencer": state.sequencer,
+            "applied": state.applied,
+            "reason": state.reason,
+            "updatedAt": state.updated_at.isoformat(),
+        }
+        if state.version_id is not None:
+            item["versionId"] = state.version_id
+        if state.desired is not None:
+            item["desired"] = state.desired.model_dump_json(exclude_none=True)
+        return item
+
+    @staticmethod
+    def _state(item: dict[str, Any]) -> SpecState:
+        desired = item.get("desired")
+        return SpecState(
+            state_id=item["runId"],
+            bucket=item["bucket"],
+            spec_key=item["specKey"],
+            spec_name=item["specName"],
+            sequencer=item["sequencer"],
+            version_id=item.get("versionId"),
+            desired=DesiredSchedule.model_validate_json(desired) if desired else None,
+            applied=bool(item.get("applied")),
+            reason=item.get("reason", ""),
+            updated_at=item["updatedAt"],
+        )

@@ -176,7 +176,7 @@ def test_rules_carry_the_templates_patterns_resolved_with_sandbox_names(running:
         assert json.loads(rules[name]["EventPattern"]) == resolver.event_pattern(rule)
         (target,) = events.list_targets_by_rule(Rule=name)["Targets"]
         assert target["Arn"].startswith("arn:aws:sqs:")
-    assert len(stack.event_rules(TEMPLATE)) == 2
+    assert len(stack.event_rules(TEMPLATE)) == 3  # uploads, deletions, Clean Rooms events
 
 
 def test_the_track_schedule_has_the_templates_input_and_target(running: Running) -> None:

@@ -44,13 +44,13 @@ def test_every_error_is_listed_with_file_field_and_reason() -> None:
 
 def test_one_bad_file_among_good_ones_fails_the_run(tmp_path: Path) -> None:
     unknown_key = tmp_path / "typo.yaml"
-    unknown_key.write_text(GOOD[0].read_text() + "\nschedule: weekly\n")
+    unknown_key.write_text(GOOD[0].read_text() + "\nevery: weekly\n")
 
     result = runner.invoke(app, ["validate", str(GOOD[0]), str(unknown_key)])
 
     assert result.exit_code == 1
     assert f"{GOOD[0]}: OK" in result.stdout
-    assert f"{unknown_key}: schedule: unknown field" in result.stdout
+    assert f"{unknown_key}: every: unknown field" in result.stdout
 
 
 def test_a_missing_file_is_an_error_not_a_traceback(tmp_path: Path) -> None:
