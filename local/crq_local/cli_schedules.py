@@ -28,6 +28,7 @@ from rich.table import Table
 
 MAX_BACKFILL = 500  # occurrences per backfill: a typo in --from must not start a year of runs
 NEXT_FIRES = 3
+LAST_RUN_LOOKBACK = 5_000  # runs read back for `crq schedules`' last-run column
 _TICK = timedelta(microseconds=1)
 
 StackOption = Annotated[
@@ -47,6 +48,7 @@ class Target:
     bucket: str
     prefix: str
     start_function: str | None  # a deployed stack's; None: run the start use case here
+    schedule_group: str = ""  # the stack's Scheduler group of spec schedules
 
 
 # crq_local.cli, as registered (`__main__` when run with `python -m crq_local.cli`): its console,
@@ -67,39 +69,63 @@ def register(app: typer.Typer, cli: ModuleType) -> None:
 
 def schedules(stack: StackOption = None) -> None:
     """Every scheduled spec: expression, zone, next three runs, last scheduled run."""
-    from crq.adapters.dynamodb import DynamoLedger, DynamoSpecStates
+    from crq.adapters.dynamodb import DynamoLedger
+    from crq.adapters.scheduler import SchedulerGateway
     from crq.ledger import TriggerType
+    from crq.schedule_state import DesiredSchedule
     from crq.schedule_sync import next_fire_times
 
     target = _target(stack)
-    dynamodb = base._client("dynamodb")
-    scheduled = [s for s in DynamoSpecStates(target.table, dynamodb).all() if s.desired]
+    if not target.schedule_group:
+        base.fail(
+            "no schedule group: CRQ_SCHEDULE_GROUP is not set (paste the export lines "
+            "`crq sandbox` prints) or the stack has no ScheduleGroupName output"
+        )
+    # The schedule group is the truth of what fires (the spec-state records only order events).
+    found = SchedulerGateway(base._client("scheduler")).list(target.schedule_group)
+    scheduled = {_input_key(s.input): s for s in found if _input_key(s.input)}
     if not scheduled:
         base.out.print("no scheduled specs: add `schedule:` to a spec and upload it")
         return
     last: dict[str, Any] = {}
-    for run in DynamoLedger(target.table, dynamodb).recent(100_000):
-        if run.trigger_type is TriggerType.SCHEDULE:
-            seen = last.get(run.spec_key)
-            if seen is None or run.trigger_time > seen.trigger_time:
-                last[run.spec_key] = run
+    # Newest first through the Recent index; stop once every scheduled spec's last run is known.
+    for seen, run in enumerate(DynamoLedger(target.table, base._client("dynamodb")).iter_recent()):
+        if len(last) == len(scheduled) or seen >= LAST_RUN_LOOKBACK:
+            break
+        if run.trigger_type is TriggerType.SCHEDULE and run.spec_key in scheduled:
+            last.setdefault(run.spec_key, run)
     now = datetime.now(UTC)
     table = Table(title=f"crq: {len(scheduled)} scheduled spec{'s' if len(scheduled) != 1 else ''}")
     for column in ("spec", "schedule", "zone", "next runs", "last run"):
         table.add_column(column, overflow="fold")
-    for state in sorted(scheduled, key=lambda s: s.spec_key):
-        desired = state.desired
-        assert desired is not None
+    for key, schedule in sorted(scheduled.items()):
+        desired = DesiredSchedule(
+            expression=schedule.expression,
+            timezone=schedule.timezone,
+            start=schedule.start,
+            end=schedule.end,
+            flexible_window_minutes=schedule.flexible_window_minutes,
+        )
         fires = next_fire_times(desired, now, NEXT_FIRES)
-        latest = last.get(state.spec_key)
+        latest = last.get(key)
         table.add_row(
-            state.spec_key,
+            key,
             desired.expression,
             desired.timezone,
             "\n".join(f"{t:%Y-%m-%d %H:%M %Z}" for t in fires) or "none",
             _last_run(latest, desired.timezone) if latest else "never",
         )
     base.out.print(table)
+
+
+def _input_key(target_input: str) -> str:
+    """The spec key a schedule's target input names ("" if it is not crq's)."""
+    try:
+        value = json.loads(target_input or "{}")
+    except ValueError:
+        return ""
+    key = value.get("specKey") if isinstance(value, dict) else None
+    return key if isinstance(key, str) else ""
 
 
 def trigger(
@@ -239,7 +265,11 @@ def _target(stack: str | None) -> Target:
         if missing:
             base.fail(f"stack {stack} has no {', '.join(missing)} output: is it a crq stack?")
         return Target(
-            outputs["TableName"], outputs["SpecsBucketName"], "specs/", outputs["StartFunctionName"]
+            outputs["TableName"],
+            outputs["SpecsBucketName"],
+            "specs/",
+            outputs["StartFunctionName"],
+            outputs.get("ScheduleGroupName", ""),
         )
     names = {"CRQ_TABLE_NAME": "", "CRQ_SPECS_BUCKET": "", "CRQ_TOPIC_ARN": ""}
     for name in names:
@@ -249,7 +279,13 @@ def _target(stack: str | None) -> Target:
                 f"{name} is not set: paste the export lines `crq sandbox` prints, "
                 "or name a deployed stack with --stack"
             )
-    return Target(names["CRQ_TABLE_NAME"], names["CRQ_SPECS_BUCKET"], "specs/", None)
+    return Target(
+        names["CRQ_TABLE_NAME"],
+        names["CRQ_SPECS_BUCKET"],
+        "specs/",
+        None,
+        os.environ.get("CRQ_SCHEDULE_GROUP", ""),
+    )
 
 
 def _spec_key(spec: str, prefix: str) -> str:

@@ -132,10 +132,6 @@ class SpecStates(Protocol):
         """Set `applied` if the record still holds `state`'s sequencer; False if overtaken."""
         ...
 
-    def all(self) -> list[SpecState]:
-        """Every record (tools only: `crq schedules`)."""
-        ...
-
 
 class ScheduleGateway(Protocol):
     def put(self, schedule: ManagedSchedule) -> None:

@@ -99,10 +99,10 @@ EXPECTED_ACTIONS = {
     | {"cleanrooms:UpdateProtectedQuery", "s3:ListBucket", "dynamodb:UpdateItem"},
 }
 # Calls the adapters make that no function needs: they serve local tools only.
-# Calls only tools make: `crq schedules` lists the spec-state items (a Scan filtered on their
-# key prefix); `crq status` queries the Recent index, an action the functions have on their
-# own indexes (the grants' resources leave Recent out).
-TOOLS_ONLY = {"dynamodb:Scan": "DynamoSpecStates.all, for `crq schedules`"}
+# Calls only tools make: `crq schedules` lists the stack's schedule group; `crq status` queries
+# the Recent index, an action the functions have on their own indexes (the grants' resources
+# leave Recent out).
+TOOLS_ONLY = {"scheduler:ListSchedules": "SchedulerGateway.list, for `crq schedules`"}
 # Adapter module -> (botocore service, IAM prefix).
 ADAPTER_SERVICES = {
     "cleanrooms.py": ("cleanrooms", "cleanrooms"),

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from crq.adapters.aws_errors import error_code
 from crq.errors import StaleRun
 from crq.ledger import Run, in_flight_since
-from crq.schedule_state import STATE_ID_PREFIX, DesiredSchedule, SpecState, StateClaimRefused
+from crq.schedule_state import DesiredSchedule, SpecState, StateClaimRefused
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -357,20 +357,6 @@ class DynamoSpecStates:
                 return False
             raise
         return True
-
-    def all(self) -> list[SpecState]:
-        states: list[SpecState] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "FilterExpression": "begins_with(runId, :prefix)",
-            "ExpressionAttributeValues": {":prefix": {"S": STATE_ID_PREFIX}},
-        }
-        while True:
-            page = self._client.scan(**kwargs)
-            states.extend(self._state(DynamoLedger._plain(i)) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return states
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     @staticmethod
     def _claim_condition(state: SpecState) -> dict[str, Any]:

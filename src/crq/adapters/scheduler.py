@@ -45,6 +45,14 @@ class SchedulerGateway:
             if error_code(exc) != NOT_FOUND:
                 raise
 
+    def list(self, group: str) -> list[ManagedSchedule]:
+        """Every schedule of the group (for `crq schedules`; the functions never list)."""
+        names: list[str] = []
+        for page in self._client.get_paginator("list_schedules").paginate(GroupName=group):
+            names.extend(summary["Name"] for summary in page.get("Schedules", []))
+        found = (self.get(group, name) for name in names)
+        return [schedule for schedule in found if schedule is not None]
+
     def get(self, group: str, name: str) -> ManagedSchedule | None:
         try:
             found: Any = self._client.get_schedule(GroupName=group, Name=name)

@@ -69,9 +69,6 @@ class FakeStates:
         self.records[state.state_id] = held.model_copy(update={"applied": True})
         return True
 
-    def all(self) -> list[SpecState]:
-        return list(self.records.values())
-
 
 @dataclass
 class FakeScheduler:
