@@ -175,6 +175,14 @@ class Run(_Model):
         return self.state is not RunState.ENDED or self.notify_state is not NotifyState.SENT
 
     @property
+    def active_membership(self) -> str | None:
+        """The membership whose slots or queue this run holds (the per-membership index key):
+        set while QUEUED, STARTING or RUNNING, absent once ENDED."""
+        if self.state is RunState.ENDED:
+            return None
+        return self.membership_id
+
+    @property
     def notification_id(self) -> str | None:
         if self.outcome is None:
             return None
@@ -190,6 +198,15 @@ class Run(_Model):
         if self.notify_state is NotifyState.CLAIMED:
             return self.notify_lease_until is None or self.notify_lease_until <= now
         return True
+
+
+class ActiveRun(_Model):
+    """A row of the per-membership in-flight index: just what the start path needs to decide
+    whether a new run waits (older queued runs, slots held)."""
+
+    run_id: str
+    state: RunState
+    in_flight_since: str
 
 
 def in_flight_since(created_at: datetime, run_id: str) -> str:
@@ -235,4 +252,9 @@ class Ledger(Protocol):
 
     def find_by_query(self, query_id: str) -> Run | None:
         """The run whose current query is `query_id` (the ByQuery index)."""
+        ...
+
+    def active_in_membership(self, membership_id: str) -> list[ActiveRun]:
+        """The membership's QUEUED, STARTING and RUNNING runs, oldest first (the sparse
+        per-membership index, narrow rows): its cost does not grow with other memberships."""
         ...

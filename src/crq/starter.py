@@ -34,7 +34,6 @@ from crq.events import NotOurs, SpecScheduled, SpecUploaded, StartTrigger
 from crq.ledger import (
     ErrorInfo,
     FieldProblem,
-    NotifyState,
     Outcome,
     Run,
     RunEvent,
@@ -43,7 +42,7 @@ from crq.ledger import (
     schedule_run_id,
     upload_run_id,
 )
-from crq.notifier import deliver, end_run
+from crq.notifier import claimed_end, deliver, end_run, publish_claimed
 from crq.ports import Pipeline, ProtectedQuery, QuerySummary
 from crq.render import RenderContext
 from crq.safe_load import format_of
@@ -86,9 +85,8 @@ def start_run(trigger: StartTrigger, pipeline: Pipeline) -> StartResult:
     if isinstance(source, StartResult):
         logger.info("event ignored: not ours", extra={"reason": source.detail})
         return source
-    existing = pipeline.ledger.get(source.run_id)
-    if existing is not None:
-        return _resume(existing, pipeline)
+    # No read first: the run is created in the state it will have, conditionally; a duplicate
+    # delivery learns that from the failed condition and only then reads the run.
     return _create(source, pipeline)
 
 
@@ -166,30 +164,54 @@ def _create(source: _Source, pipeline: Pipeline) -> StartResult:
             "notify_attributes": dict(spec.notify),
         }
     )
-    created = pipeline.ledger.create(run)
-    if created is None:
+    reason = _reason_to_wait(run, pipeline)
+    if reason:
+        created = pipeline.ledger.create(run)
+        if created is None:
+            return _resume_by_id(run.run_id, pipeline)
+        pipeline.metrics.start_queued()
+        logger.info("run queued", extra={**_log(created), "reason": reason})
+        return StartResult("queued", run_id=run.run_id, detail=reason)
+    # A free slot: the run is created STARTING (the intent), so one write precedes the call.
+    salt = secrets.token_hex(16)
+    starting = pipeline.ledger.create(_intent(run, request, salt, now))
+    if starting is None:
         return _resume_by_id(run.run_id, pipeline)
-    logger.info("run queued", extra=_log(created))
-    return launch(created, pipeline, spec=spec, wait_for_older=True)
+    logger.info("run created starting", extra=_log(starting))
+    return _call_start(starting, request, pipeline)
+
+
+def _intent(run: Run, request: Mapping[str, Any], salt: str, now: datetime) -> Run:
+    """The run as recorded just before StartProtectedQuery: STARTING, with a fingerprint."""
+    return run.evolve(
+        now,
+        state=RunState.STARTING,
+        starting_at=now,
+        request=redacted_request(request),
+        request_fingerprint=request_fingerprint(request, salt),
+        fingerprint_salt=salt,
+        retry_after=None,
+    )
 
 
 def _reject_new(run: Run, problems: list[FieldProblem], pipeline: Pipeline) -> StartResult:
     now = pipeline.clock()
     outcome = _rejection(problems, now)
-    rejected = run.evolve(
-        now, state=RunState.ENDED, outcome=outcome, notify_state=NotifyState.PENDING
-    )
+    # Created ended and claimed in one write: this invocation publishes it.
+    rejected = claimed_end(run, outcome, pipeline, now)
     created = pipeline.ledger.create(rejected)
     if created is None:
         return _resume_by_id(run.run_id, pipeline)
     logger.info("spec rejected", extra={**_log(created), "errors": len(problems)})
     pipeline.metrics.run_ended(outcome)
-    deliver(created, pipeline)
+    publish_claimed(created, pipeline)
     return StartResult("rejected", run_id=run.run_id, detail=f"{len(problems)} error(s)")
 
 
 def _resume_by_id(run_id: str, pipeline: Pipeline) -> StartResult:
-    existing = pipeline.ledger.get(run_id)
+    # The conditional create found the run a moment ago; a read that misses it (a replica
+    # lagging, the run just expired) is tried once more before concluding it is gone.
+    existing = pipeline.ledger.get(run_id) or pipeline.ledger.get(run_id)
     if existing is None:  # created and already gone: nothing left to do for this trigger
         return StartResult("ended", run_id=run_id)
     return _resume(existing, pipeline)
@@ -240,21 +262,15 @@ def launch(
 
     salt = run.fingerprint_salt or secrets.token_hex(16)
     try:
-        starting = pipeline.ledger.save(
-            run.evolve(
-                now,
-                state=RunState.STARTING,
-                starting_at=now,
-                request=redacted_request(request),
-                request_fingerprint=request_fingerprint(request, salt),
-                fingerprint_salt=salt,
-                retry_after=None,
-            )
-        )
+        starting = pipeline.ledger.save(_intent(run, request, salt, now))
     except StaleRun:
         logger.info("run taken by another invocation", extra=_log(run))
         return StartResult("in_progress", run_id=run.run_id)
+    return _call_start(starting, request, pipeline)
 
+
+def _call_start(starting: Run, request: Mapping[str, Any], pipeline: Pipeline) -> StartResult:
+    """StartProtectedQuery, once, for a run recorded STARTING; record what it answered."""
     try:
         query = pipeline.queries.start_query(request)
     except StartDeferred as exc:
@@ -263,7 +279,7 @@ def launch(
         error = ErrorInfo(code=exc.code, message=exc.message, retryable=False)
         outcome = Outcome(event=RunEvent.START_FAILED, ended_at=pipeline.clock(), error=error)
         end_run(starting, outcome, pipeline)
-        return StartResult("start_failed", run_id=run.run_id, detail=exc.code)
+        return StartResult("start_failed", run_id=starting.run_id, detail=exc.code)
     running = mark_running(starting, query, pipeline)
     return StartResult("started", run_id=running.run_id, query_id=query.id)
 
@@ -324,14 +340,14 @@ def _defer(run: Run, exc: StartDeferred, pipeline: Pipeline) -> StartResult:
 
 
 def _reason_to_wait(run: Run, pipeline: Pipeline) -> str | None:
+    assert run.membership_id is not None
     same = [
         other
-        for other in pipeline.ledger.in_flight()
-        if other.membership_id == run.membership_id and other.run_id != run.run_id
+        for other in pipeline.ledger.active_in_membership(run.membership_id)
+        if other.run_id != run.run_id
     ]
-    older = [
-        o for o in same if o.state is RunState.QUEUED and o.in_flight_since < run.in_flight_since
-    ]
+    mine = run.in_flight_since
+    older = [o for o in same if o.state is RunState.QUEUED and o.in_flight_since < mine]
     if older:
         return f"behind {len(older)} older queued run(s)"
     busy = [o for o in same if o.state in (RunState.STARTING, RunState.RUNNING)]

@@ -340,13 +340,28 @@ def test_runs_table_matches_design(template: dict[str, Any]) -> None:
     attributes = {
         a["AttributeName"]: a["AttributeType"] for a in definition["AttributeDefinitions"]
     }
-    assert attributes == {"runId": "S", "inFlight": "S", "inFlightSince": "S", "queryId": "S"}
+    assert attributes == {
+        "runId": "S",
+        "inFlight": "S",
+        "inFlightSince": "S",
+        "queryId": "S",
+        "inFlightMembership": "S",
+    }
     indexes = {index["IndexName"]: index for index in definition["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {"InFlight", "ByQuery"}
+    assert set(indexes) == {"InFlight", "InFlightByMembership", "ByQuery"}
     assert indexes["InFlight"]["KeySchema"] == [
         {"AttributeName": "inFlight", "KeyType": "HASH"},
         {"AttributeName": "inFlightSince", "KeyType": "RANGE"},
     ]
+    # Per membership, narrow: a start reads its own membership's keys and states only.
+    assert indexes["InFlightByMembership"]["KeySchema"] == [
+        {"AttributeName": "inFlightMembership", "KeyType": "HASH"},
+        {"AttributeName": "inFlightSince", "KeyType": "RANGE"},
+    ]
+    assert indexes["InFlightByMembership"]["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["state"],
+    }
     assert indexes["ByQuery"]["KeySchema"] == [{"AttributeName": "queryId", "KeyType": "HASH"}]
     assert stack.table_ttl_attribute(template) == "expiresAt"
 
@@ -363,7 +378,11 @@ def test_runs_table_matches_design(template: dict[str, Any]) -> None:
 
 def test_ledger_adapter_uses_the_template_index_names(template: dict[str, Any]) -> None:
     indexes = {i["IndexName"] for i in stack.table_definition(template)["GlobalSecondaryIndexes"]}
-    assert {dynamodb.IN_FLIGHT_INDEX, dynamodb.BY_QUERY_INDEX} == indexes
+    assert {
+        dynamodb.IN_FLIGHT_INDEX,
+        dynamodb.IN_FLIGHT_BY_MEMBERSHIP_INDEX,
+        dynamodb.BY_QUERY_INDEX,
+    } == indexes
 
 
 # ---------------------------------------------------------------- least privilege
@@ -388,7 +407,11 @@ def test_each_action_is_granted_only_on_this_stacks_resources(template: dict[str
         "kms:GenerateDataKey": {KEY_ARN},
         "dynamodb:GetItem": {TABLE_ARN},
         "dynamodb:PutItem": {TABLE_ARN},
-        "dynamodb:Query": {f"{TABLE_ARN}/index/InFlight", f"{TABLE_ARN}/index/ByQuery"},
+        "dynamodb:Query": {
+            f"{TABLE_ARN}/index/InFlight",
+            f"{TABLE_ARN}/index/InFlightByMembership",
+            f"{TABLE_ARN}/index/ByQuery",
+        },
         "sns:Publish": {TOPIC_ARN},
         "cleanrooms:StartProtectedQuery": memberships,
         "cleanrooms:GetProtectedQuery": memberships,

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from crq.adapters.aws_errors import error_code
 from crq.errors import StaleRun
-from crq.ledger import Run
+from crq.ledger import ActiveRun, Run
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 IN_FLIGHT_INDEX = "InFlight"
 BY_QUERY_INDEX = "ByQuery"
 IN_FLIGHT_FLAG = "1"
+IN_FLIGHT_BY_MEMBERSHIP_INDEX = "InFlightByMembership"
+# Derived index keys: written from the run's state, never read back as state.
+_DERIVED = ("inFlight", "inFlightSince", "inFlightMembership")
 
 
 def _structured_fields() -> frozenset[str]:
@@ -67,6 +70,9 @@ def to_item(run: Run) -> dict[str, Any]:
     if run.in_flight:
         item["inFlight"] = IN_FLIGHT_FLAG
         item["inFlightSince"] = run.in_flight_since
+    if run.active_membership:
+        item["inFlightMembership"] = run.active_membership
+        item["inFlightSince"] = run.in_flight_since
     if run.query_id is None:
         item.pop("queryId", None)
     return item
@@ -76,7 +82,7 @@ def from_item(item: dict[str, Any]) -> Run:
     data = {
         key: json.loads(value) if key in _JSON_ATTRIBUTES and isinstance(value, str) else value
         for key, value in item.items()
-        if key not in ("inFlight", "inFlightSince")  # derived from the run, not stored state
+        if key not in _DERIVED
     }
     return Run.model_validate(data)
 
@@ -141,6 +147,21 @@ class DynamoLedger:
         ):
             return from_item(item)
         return None
+
+    def active_in_membership(self, membership_id: str) -> list[ActiveRun]:
+        return [
+            ActiveRun(
+                run_id=item["runId"], state=item["state"], in_flight_since=item["inFlightSince"]
+            )
+            for item in self._query(
+                IndexName=IN_FLIGHT_BY_MEMBERSHIP_INDEX,
+                KeyConditionExpression="inFlightMembership = :m",
+                ExpressionAttributeValues={":m": {"S": membership_id}},
+                ProjectionExpression="runId, #s, inFlightSince",
+                ExpressionAttributeNames={"#s": "state"},
+                ScanIndexForward=True,
+            )
+        ]
 
     def recent(self, limit: int) -> list[Run]:
         """Up to `limit` runs, newest first, for tools (`crq status`). Scans: never on a hot path."""

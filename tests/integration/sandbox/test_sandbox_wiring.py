@@ -141,7 +141,7 @@ def test_the_table_has_the_templates_keys_indexes_and_ttl(running: Running) -> N
     assert table["KeySchema"] == expected["KeySchema"]
     indexes = {i["IndexName"]: i["KeySchema"] for i in table["GlobalSecondaryIndexes"]}
     assert indexes == {i["IndexName"]: i["KeySchema"] for i in expected["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {"InFlight", "ByQuery"}
+    assert set(indexes) == {"InFlight", "InFlightByMembership", "ByQuery"}
     assert ttl == {"AttributeName": "expiresAt", "TimeToLiveStatus": "ENABLED"}
 
 
