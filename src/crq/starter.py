@@ -181,7 +181,7 @@ def _create(source: _Source, pipeline: Pipeline) -> StartResult:
     return _call_start(starting, request, pipeline)
 
 
-def _intent(run: Run, request: Mapping[str, Any], salt: str, now: datetime) -> Run:
+def _intent(run: Run, request: dict[str, Any], salt: str, now: datetime) -> Run:
     """The run as recorded just before StartProtectedQuery: STARTING, with a fingerprint."""
     return run.evolve(
         now,
@@ -269,7 +269,7 @@ def launch(
     return _call_start(starting, request, pipeline)
 
 
-def _call_start(starting: Run, request: Mapping[str, Any], pipeline: Pipeline) -> StartResult:
+def _call_start(starting: Run, request: dict[str, Any], pipeline: Pipeline) -> StartResult:
     """StartProtectedQuery, once, for a run recorded STARTING; record what it answered."""
     try:
         query = pipeline.queries.start_query(request)
