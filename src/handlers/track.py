@@ -12,6 +12,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from crq.adapters import build_pipeline
+from crq.deadline import Deadline
 from crq.events import parse_track_event
 from crq.ports import Pipeline
 from crq.settings import Settings
@@ -33,6 +34,9 @@ def pipeline() -> Pipeline:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = parse_track_event(event)
-    summary = track_in_flight(pipeline(), request)
+    wiring = pipeline()
+    # Stop taking new work before Lambda's timeout; what is left waits for the next tick.
+    deadline = Deadline.of(context, wiring.settings.track_time_reserve)
+    summary = track_in_flight(wiring, request, deadline)
     logger.info("track handled", extra=summary.as_dict())
     return summary.as_dict()

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any, cast
 
 import boto3
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
     from aws_lambda_powertools import Metrics
 
 # Bounded calls: a hung connection must not eat the function's whole timeout.
-_TIMEOUTS = Config(connect_timeout=5, read_timeout=20)
+# A track pass calls from up to Settings.track_workers threads per pool at once.
+_TIMEOUTS = Config(connect_timeout=5, read_timeout=20, max_pool_connections=40)
 _RETRYING = _TIMEOUTS.merge(Config(retries={"mode": "standard", "max_attempts": 4}))
 # StartProtectedQuery is not idempotent: one attempt, the use case handles the unknown outcome.
 _ONCE = _TIMEOUTS.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
@@ -39,11 +41,16 @@ class _LazyClient:
     def __init__(self, session: boto3.Session, service: str, config: Config) -> None:
         self._args = (session, service, config)
         self._client: Any = None
+        # Clients are thread-safe once made, sessions are not: a track pass's workers may ask
+        # for the client at the same moment. Creating it is CPU work, never a network wait.
+        self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         if self._client is None:
-            session, service, config = self._args
-            self._client = session.client(service, config=config)  # type: ignore[call-overload]
+            with self._lock:
+                if self._client is None:
+                    session, service, config = self._args
+                    self._client = session.client(service, config=config)  # type: ignore[call-overload]
         return getattr(self._client, name)
 
 

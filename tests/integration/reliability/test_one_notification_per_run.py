@@ -57,18 +57,22 @@ def ended_unnotified(functions: Any, clock: Clock) -> None:
 
 def trackers_meet(monkeypatch: pytest.MonkeyPatch) -> None:
     """Both track invocations read the runs in flight before either changes anything: each sees
-    the same run, so both try to end it and to notify it (the race, made certain)."""
+    the same run, so both try to end it and to notify it (the race, made certain). The tick reads
+    the InFlight index; the status event reads its query's run (the ByQuery index)."""
     meeting = threading.Barrier(TRACKERS, timeout=10)
     first_reads = threading.Semaphore(TRACKERS)
-    original = DynamoLedger.in_flight
 
-    def in_flight(self: DynamoLedger) -> list[Run]:
-        runs = original(self)
-        if first_reads.acquire(blocking=False):
-            meeting.wait()
-        return runs
+    def meet_after(original: Any) -> Any:
+        def read(self: DynamoLedger, *args: Any) -> Any:
+            found = original(self, *args)
+            if first_reads.acquire(blocking=False):
+                meeting.wait()
+            return found
 
-    monkeypatch.setattr(DynamoLedger, "in_flight", in_flight)
+        return read
+
+    for name in ("in_flight", "find_by_query"):
+        monkeypatch.setattr(DynamoLedger, name, meet_after(getattr(DynamoLedger, name)))
 
 
 @pytest.mark.parametrize("both_see", ["a query that ended", "an end not yet notified"])
