@@ -27,7 +27,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 class SchedulerInput(BaseModel):
     """The input of a spec's schedule (template: ScheduleV2 `Input`)."""
 
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True, defer_build=True)
 
     spec_key: str = Field(alias="specKey", min_length=1, max_length=1024)
     scheduled_time: AwareDatetime = Field(alias="scheduledTime")
@@ -38,11 +38,13 @@ class SchedulerInput(BaseModel):
 class TrackTick(BaseModel):
     """The track schedule's input: `{"source": "crq.track"}`."""
 
+    model_config = ConfigDict(defer_build=True)
+
     source: str = "crq.track"
 
 
 class CleanRoomsDetail(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True, defer_build=True)
 
     membership_id: str | None = Field(None, alias="membershipId")
     protected_query_id: str | None = Field(None, alias="protectedQueryId")
@@ -50,6 +52,8 @@ class CleanRoomsDetail(BaseModel):
 
 
 class CleanRoomsEvent(EventBridgeModel):  # type: ignore[misc]
+    model_config = ConfigDict(defer_build=True)
+
     source: Literal["aws.cleanrooms"]
     detail: CleanRoomsDetail
     # Unused by crq, and missing from events moto's EventBridge hands to its targets (the

@@ -60,8 +60,13 @@ class RunEvent(StrEnum):
 
 class _Model(BaseModel):
     # camelCase in the table and in notifications, snake_case in Python.
+    # Validators are built on first use, not at import (cold start is a budget).
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        extra="ignore",
+        defer_build=True,
     )
 
 

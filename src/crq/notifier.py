@@ -60,6 +60,8 @@ class _Body(BaseModel):
         populate_by_name=True,
         extra="forbid",
         field_title_generator=lambda name, _info: to_camel(name),
+        # Built on first use, not at import: a cold start that sends nothing never pays for it.
+        defer_build=True,
     )
 
 

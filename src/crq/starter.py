@@ -25,7 +25,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
@@ -44,9 +44,14 @@ from crq.ledger import (
 )
 from crq.notifier import claimed_end, deliver, end_run, publish_claimed
 from crq.ports import Pipeline, ProtectedQuery, QuerySummary
-from crq.render import RenderContext
-from crq.safe_load import format_of
-from crq.spec import Spec, SpecInvalid, file_stem, load_spec, redacted_request, render_request
+
+if TYPE_CHECKING:
+    from crq.render import RenderContext
+    from crq.spec import Spec, SpecInvalid
+
+# The spec chain (crq.spec: the Clean Rooms model checks, the YAML loader, the renderer) is
+# imported where a spec is read, not at import: the track function, which imports this module,
+# needs it only when it starts a queued run, and its cold start should not pay for it.
 
 logger = Logger(child=True)
 
@@ -96,6 +101,8 @@ def _source_of(trigger: StartTrigger, pipeline: Pipeline) -> _Source | StartResu
         case NotOurs(reason=reason):
             return StartResult("ignored", detail=reason)
         case SpecUploaded() as up:
+            from crq.safe_load import format_of
+
             problem = None
             if up.bucket != settings.specs_bucket:
                 problem = "another bucket"
@@ -131,6 +138,8 @@ def _source_of(trigger: StartTrigger, pipeline: Pipeline) -> _Source | StartResu
 
 
 def _create(source: _Source, pipeline: Pipeline) -> StartResult:
+    from crq.spec import SpecInvalid, file_stem, load_spec, render_request
+
     now = pipeline.clock()
     uri = f"s3://{source.bucket}/{source.key}"
     run = Run(
@@ -183,6 +192,8 @@ def _create(source: _Source, pipeline: Pipeline) -> StartResult:
 
 def _intent(run: Run, request: dict[str, Any], salt: str, now: datetime) -> Run:
     """The run as recorded just before StartProtectedQuery: STARTING, with a fingerprint."""
+    from crq.spec import redacted_request
+
     return run.evolve(
         now,
         state=RunState.STARTING,
@@ -242,6 +253,8 @@ def launch(
     `wait_for_older`: stay queued behind older queued runs of the membership, and while crq's own
     queries fill its slots (the start path; the tracker, which counts slots itself, passes False).
     """
+    from crq.spec import SpecInvalid, load_spec, render_request
+
     now = pipeline.clock()
     if run.retry_after is not None and run.retry_after > now:
         return StartResult("queued", run_id=run.run_id, detail="waiting to retry")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from crq.adapters import build_pipeline
@@ -20,7 +20,6 @@ from crq.starter import start_run
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
 
 
 @lru_cache(maxsize=1)
@@ -30,7 +29,6 @@ def pipeline() -> Pipeline:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
     trigger = parse_start_event(event)

@@ -10,8 +10,8 @@ from botocore.exceptions import ClientError
 from crq.adapters.aws_errors import error_code
 from crq.errors import ResultsUnavailable, SpecUnreadable
 from crq.ledger import ResultObject
+from crq.limits import MAX_SPEC_BYTES
 from crq.ports import SpecObject
-from crq.safe_load import MAX_SPEC_BYTES
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
