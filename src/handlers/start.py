@@ -6,6 +6,7 @@ crq's (another bucket or prefix, a folder marker, a delete) are ignored by the u
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -28,10 +29,31 @@ def pipeline() -> Pipeline:
     return build_pipeline(Settings.from_env(), metrics)
 
 
+def _handle(event: dict[str, Any], wiring: Pipeline) -> dict[str, str]:
+    trigger = parse_start_event(event)
+    result = start_run(trigger, wiring)
+    logger.info("start handled", extra=result.as_dict())
+    return result.as_dict()
+
+
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
-    trigger = parse_start_event(event)
-    result = start_run(trigger, pipeline())
-    logger.info("start handled", extra=result.as_dict())
-    return result.as_dict()
+    return _handle(event, pipeline())
+
+
+def handler_for(environ: Mapping[str, str]) -> Callable[[dict[str, Any], LambdaContext], Any]:
+    """This function's handler with its collaborators built from `environ`, not os.environ: for
+    a host running several functions in one process (the sandbox), which must never change the
+    process environment while other threads run. Lambda uses `handler`."""
+    settings = Settings.from_env(environ)
+    metrics.namespace, metrics.service = settings.metrics_namespace, settings.service_name
+    logger.setLevel(settings.log_level)
+    wiring = build_pipeline(settings, metrics)
+
+    @logger.inject_lambda_context(clear_state=True)
+    @metrics.log_metrics
+    def configured(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
+        return _handle(event, wiring)
+
+    return configured

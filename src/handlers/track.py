@@ -5,6 +5,7 @@ Parses the event, calls `crq.tracker.track_in_flight`, returns a small summary.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -28,13 +29,33 @@ def pipeline() -> Pipeline:
     return build_pipeline(Settings.from_env(), metrics)
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def _handle(event: dict[str, Any], context: LambdaContext, wiring: Pipeline) -> dict[str, Any]:
     request = parse_track_event(event)
-    wiring = pipeline()
     # Stop taking new work before Lambda's timeout; what is left waits for the next tick.
     deadline = Deadline.of(context, wiring.settings.track_time_reserve)
     summary = track_in_flight(wiring, request, deadline)
     logger.info("track handled", extra=summary.as_dict())
     return summary.as_dict()
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return _handle(event, context, pipeline())
+
+
+def handler_for(environ: Mapping[str, str]) -> Callable[[dict[str, Any], LambdaContext], Any]:
+    """This function's handler with its collaborators built from `environ`, not os.environ: for
+    a host running several functions in one process (the sandbox), which must never change the
+    process environment while other threads run. Lambda uses `handler`."""
+    settings = Settings.from_env(environ)
+    metrics.namespace, metrics.service = settings.metrics_namespace, settings.service_name
+    logger.setLevel(settings.log_level)
+    wiring = build_pipeline(settings, metrics)
+
+    @logger.inject_lambda_context(clear_state=True)
+    @metrics.log_metrics
+    def configured(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return _handle(event, context, wiring)
+
+    return configured

@@ -38,7 +38,7 @@ from .errors import (
     ValidationException,
     invalid_fields,
 )
-from .execution import Execution, QueryFailed
+from .execution import Execution, QueryFailed, referenced_tables
 from .faults import FaultCounters, FaultHintError, QueryFaults, Throttle, parse_hints
 from .params import Bound, ParameterError, bind
 from .tables import TableCache, TableReadError, TableSource, download
@@ -180,6 +180,7 @@ class Engine:
         """Answer cleanrooms requests of every boto3/botocore session in this process."""
         from .inprocess import install_global, uninstall_global
 
+        self._clients.open()
         install_global(self)
         try:
             yield self
@@ -190,6 +191,7 @@ class Engine:
         """Answer cleanrooms requests of one boto3 or botocore session (clients made after)."""
         from .inprocess import install_on
 
+        self._clients.open()
         install_on(self, session)
 
     def uninstall(self, session: Any) -> None:
@@ -203,7 +205,9 @@ class Engine:
         """A threaded HTTP server on (host, port); port 0 picks a free one. Call start()."""
         from .server import EngineServer
 
-        return EngineServer(self, host, port, allow_remote=allow_remote)
+        server = EngineServer(self, host, port, allow_remote=allow_remote)
+        self._clients.open()
+        return server
 
     def serve(self, host: str = "127.0.0.1", port: int = 4599) -> None:
         """Serve HTTP until interrupted (KeyboardInterrupt), then shut down."""
@@ -617,9 +621,14 @@ class Engine:
         return False
 
     def _execute(self, q: Query) -> pa.Table:
+        # Only the tables the SQL reads are fetched and registered: a small query must not pay
+        # for the collaboration's big tables.
+        used = referenced_tables(q.bound.sql)
         with ExitStack() as stack:
             sources = []
             for table in q.membership.collaboration.tables:
+                if used is not None and table.name.lower() not in used:
+                    continue
                 if table.is_s3:
                     try:
                         file = download(self._clients.get("s3"), table.path, stack)
@@ -628,7 +637,12 @@ class Engine:
                     rows = None
                 else:
                     file = self.config.resolve(table.path)
-                    rows = self._tables.get(file, table.file_format)
+                    # Parquet is scanned from the file; CSV is parsed once and kept.
+                    rows = (
+                        None
+                        if table.file_format == "parquet"
+                        else self._tables.get(file, table.file_format)
+                    )
                 columns = tuple(table.columns) if table.columns else None
                 sources.append(TableSource(table.name, file, table.file_format, columns, rows))
             return q.execution.run(sources, q.bound.sql, q.bound.values)
