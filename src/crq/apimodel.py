@@ -45,7 +45,10 @@ def service_model() -> ServiceModel:
     return ServiceModel(data, service_name=SERVICE)
 
 
+@lru_cache(maxsize=None)
 def shape(name: str) -> Shape:
+    # botocore builds a new Shape on every shape_for() and resolves its members again on each
+    # new object; one Shape per name keeps the resolved member tree (its cached properties).
     return service_model().shape_for(name)
 
 
