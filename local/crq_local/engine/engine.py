@@ -637,12 +637,9 @@ class Engine:
                     rows = None
                 else:
                     file = self.config.resolve(table.path)
-                    # Parquet is scanned from the file; CSV is parsed once and kept.
-                    rows = (
-                        None
-                        if table.file_format == "parquet"
-                        else self._tables.get(file, table.file_format)
-                    )
+                    # Read once and kept in memory (Arrow) unless too big; a big Parquet file
+                    # is scanned in place.
+                    rows = self._tables.get(file, table.file_format)
                 columns = tuple(table.columns) if table.columns else None
                 sources.append(TableSource(table.name, file, table.file_format, columns, rows))
             return q.execution.run(sources, q.bound.sql, q.bound.values)

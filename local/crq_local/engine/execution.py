@@ -1,9 +1,10 @@
 """Running one protected query's SQL in DuckDB, seeing only the collaboration's tables.
 
 Each query gets a fresh in-memory database in which each table the query uses is a view, limited
-to its allowed columns: over the table's rows already in memory (Arrow, zero copy), or over its
-Parquet file as an Arrow dataset (read at query time, only the columns and row groups needed).
-Only a CSV too big to keep in memory, or read from S3, is still copied in. Then file, network and
+to its allowed columns: over the table's rows already in memory (Arrow, zero copy: a local file
+is read once and kept while it is under TableCache.MAX_BYTES), or over a bigger (or S3) Parquet
+file as an Arrow dataset (read at query time, only the columns and row groups needed). Only a
+CSV too big to keep in memory, or read from S3, is still copied in. Then file, network and
 extension access are switched off and the configuration is locked, so the SQL cannot read
 anything else (`read_csv('/etc/passwd')` fails; the views read through Arrow, not DuckDB's file
 access, so no path is allowed either) nor turn access back on. Only a single SELECT statement is
