@@ -5,8 +5,10 @@ QUEUED --intent--> STARTING --StartProtectedQuery ok--> RUNNING --query ended-->
   ^  ^                 |  \--quota/throttle/IAM delay--> QUEUED (attempt kept)
   |  |                 \--call outcome unknown--> reconcile: RUNNING, or QUEUED after the grace
   |  \----- FAILED with a retryable error, attempts left (attempt + 1) -----/
-  \-- created; a spec that fails validation is created ENDED (SPEC_REJECTED)
-ENDED: notifyState PENDING --claim (conditional, lease)--> CLAIMED --published--> SENT
+  \-- created QUEUED, or STARTING when a slot is free; a spec that fails validation is
+      created ENDED (SPEC_REJECTED)
+ENDED: notifyState CLAIMED (ended and claimed in one conditional write, lease) --published--> SENT
+       (PENDING: stored by earlier versions; claimed by its own conditional write)
 ```
 
 Every write is optimistic: a run carries a `revision`, and `Ledger.save` succeeds only if the

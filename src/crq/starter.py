@@ -2,15 +2,19 @@
 
 1. Ignore quietly what is not ours (another bucket, outside the prefix, not .yaml/.yml/.json, a
    folder marker, a delete).
-2. The trigger names its run: the runId is derived from the trigger (design.md), so a duplicate
-   delivery finds the run and only helps it along (a QUEUED run may be started; a STARTING one
-   past its grace is reconciled; anything else is left alone).
+2. The trigger names its run: the runId is derived from the trigger (design.md). The run is
+   created conditionally, without a read first; a duplicate delivery learns of the run from the
+   failed condition, reads it then, and only helps it along (a QUEUED run may be started; a
+   STARTING one past its grace is reconciled; anything else is left alone).
 3. Read the spec object version, validate, render at the trigger's time. A spec that fails is
-   recorded ENDED (SPEC_REJECTED) and notified; the handler returns normally (no retry).
-4. Record the run QUEUED (conditional put), then start it unless older runs of its membership
-   are queued (first in, first out) or crq's own queries already fill the membership's slots.
-5. Starting: record the intent (QUEUED -> STARTING, conditional, with the time and a fingerprint
-   of the request), call StartProtectedQuery once, record the query id (STARTING -> RUNNING).
+   created ENDED (SPEC_REJECTED), its notification claimed, and notified; the handler returns
+   normally (no retry).
+4. The run is created in the state it will have: QUEUED if older runs of its membership are
+   queued (first in, first out) or crq's own queries already fill the membership's slots (its
+   membership's rows of the per-membership index), STARTING otherwise.
+5. Starting: record the intent (created STARTING, or QUEUED -> STARTING, conditional, with the
+   time and a fingerprint of the request), call StartProtectedQuery once, record the query id
+   (STARTING -> RUNNING).
    A deferral (quota, throttling, IAM propagation) puts the run back to QUEUED; a refusal ends
    it START_FAILED; any other failure leaves it STARTING and propagates, so Lambda retries the
    event and the tracker reconciles the run (docs/reliability.md), a bounded number of times.
