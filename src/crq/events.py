@@ -11,16 +11,13 @@ invocation and ends in the dead-letter queue after Lambda's retries, instead of 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from aws_lambda_powertools.utilities.parser import parse
-from aws_lambda_powertools.utilities.parser.models import (
-    EventBridgeModel,
-    S3EventNotificationEventBridgeModel,
-)
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
@@ -51,14 +48,22 @@ class CleanRoomsDetail(BaseModel):
     status: str | None = None
 
 
-class CleanRoomsEvent(EventBridgeModel):  # type: ignore[misc]
-    model_config = ConfigDict(defer_build=True)
+@functools.cache
+def _cleanrooms_event() -> type[BaseModel]:
+    """The model of an aws.cleanrooms event, made on first use: Powertools' event models cost
+    milliseconds to import, which a track tick (the common cold start) never needs."""
+    from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 
-    source: Literal["aws.cleanrooms"]
-    detail: CleanRoomsDetail
-    # Unused by crq, and missing from events moto's EventBridge hands to its targets (the
-    # sandbox's path): a wake-up must not fail on it.
-    account: str | None = None  # type: ignore[assignment]
+    class CleanRoomsEvent(EventBridgeModel):  # type: ignore[misc]
+        model_config = ConfigDict(defer_build=True)
+
+        source: Literal["aws.cleanrooms"]
+        detail: CleanRoomsDetail
+        # Unused by crq, and missing from events moto's EventBridge hands to its targets (the
+        # sandbox's path): a wake-up must not fail on it.
+        account: str | None = None  # type: ignore[assignment]
+
+    return CleanRoomsEvent
 
 
 # What the start use case is asked to do.
@@ -116,6 +121,8 @@ def parse_start_event(event: Mapping[str, Any]) -> StartTrigger:
             schedule_arn=scheduled.schedule_arn,
             execution_id=scheduled.execution_id,
         )
+    from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
+
     uploaded = parse(event=dict(event), model=S3EventNotificationEventBridgeModel)
     if uploaded.source != "aws.s3" or uploaded.detail_type != "Object Created":
         return NotOurs(f"{uploaded.source} {uploaded.detail_type}")
@@ -135,7 +142,7 @@ def parse_track_event(event: Mapping[str, Any]) -> TrackRequest:
     if event.get("source") != "aws.cleanrooms":
         tick = parse(event=dict(event), model=TrackTick)
         return TrackAll(f"tick from {tick.source}")
-    changed = parse(event=dict(event), model=CleanRoomsEvent)
+    changed: Any = parse(event=dict(event), model=_cleanrooms_event())
     detail = changed.detail
     if detail.membership_id and detail.protected_query_id:
         return QueryChanged(detail.membership_id, detail.protected_query_id, detail.status)
