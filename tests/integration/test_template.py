@@ -849,8 +849,48 @@ def test_function_requirements_follow_pyproject() -> None:
         for dep in project["dependencies"]
         if Requirement(dep).name != "boto3"  # the Lambda runtime ships boto3
     }
-    lines = (ROOT / "src" / "requirements.txt").read_text().splitlines()
-    shipped = {
-        str(Requirement(line)) for line in lines if line.strip() and not line.startswith("#")
-    }
-    assert shipped == wanted
+    lines = (ROOT / "src" / "requirements.in").read_text().splitlines()
+    ranges = {str(Requirement(line)) for line in lines if line.strip() and not line.startswith("#")}
+    assert ranges == wanted
+
+
+def _lock() -> dict[str, tuple[str, list[str]]]:
+    """src/requirements.txt (uv's format): name -> (pinned version, hashes)."""
+    pins: dict[str, tuple[str, list[str]]] = {}
+    name = ""
+    for raw in (ROOT / "src" / "requirements.txt").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("--hash="):
+            pins[name][1].append(line.removeprefix("--hash=").rstrip(" \\"))
+            continue
+        requirement = Requirement(line.rstrip(" \\"))
+        name = requirement.name.lower()
+        [spec] = list(requirement.specifier)
+        assert spec.operator == "==", line
+        pins[name] = (spec.version, [])
+    return pins
+
+
+def test_the_functions_lock_pins_every_package_with_hashes_and_leaves_out_the_runtimes() -> None:
+    lock = _lock()
+    # Every package pinned, with hashes (sam build installs it with --require-hashes)
+    assert lock and all(hashes for _, hashes in lock.values()), lock
+    # Within the ranges the functions ask for
+    for line in (ROOT / "src" / "requirements.in").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            wanted = Requirement(line)
+            assert wanted.name.lower() in lock, wanted
+            assert wanted.specifier.contains(lock[wanted.name.lower()][0]), wanted
+    # What the runtime ships is not bundled (a second botocore), nor the X-Ray SDK
+    assert not {"boto3", "botocore", "s3transfer", "aws-xray-sdk"} & set(lock)
+
+
+def test_sam_build_installs_the_lock_and_compiles_bytecode(template: dict[str, Any]) -> None:
+    for function in ("StartFunction", "TrackFunction"):
+        assert template["Resources"][function]["Metadata"]["BuildMethod"] == "makefile"
+    recipe = (ROOT / "src" / "Makefile").read_text()
+    assert "build-StartFunction build-TrackFunction:" in recipe
+    assert "--require-hashes" in recipe and "-r requirements.txt" in recipe
+    assert "compileall" in recipe
