@@ -88,7 +88,7 @@ runtime-python: $(RUNTIME_VENV)/.installed-stamp
 
 lambda-python: $(LAMBDA_VENV)/.installed-stamp
 	PYTHONPATH=src $(LAMBDA_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit \
-		--ignore=tests/unit/engine --ignore=tests/unit/cli
+		--ignore=tests/unit/engine --ignore=tests/unit/cli --ignore=tests/unit/sandbox
 
 schema: install
 	$(BIN)/python scripts/generate_schemas.py
