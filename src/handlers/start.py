@@ -43,17 +43,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
 
 
 def handler_for(environ: Mapping[str, str]) -> Callable[[dict[str, Any], LambdaContext], Any]:
-    """This function's handler with its collaborators built from `environ`, not os.environ: for
-    a host running several functions in one process (the sandbox), which must never change the
-    process environment while other threads run. Lambda uses `handler`."""
-    settings = Settings.from_env(environ)
-    metrics.namespace, metrics.service = settings.metrics_namespace, settings.service_name
-    logger.setLevel(settings.log_level)
-    wiring = build_pipeline(settings, metrics)
-
-    @logger.inject_lambda_context(clear_state=True)
-    @metrics.log_metrics
-    def configured(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
-        return _handle(event, wiring)
-
-    return configured
+    """This handler with its collaborators built from `environ`, not os.environ: for a host running
+    several functions in one process (the sandbox), which must not change the process environment
+    while other threads run. Lambda uses `handler`."""
+    wiring = build_pipeline(Settings.from_env(environ), metrics)
+    return logger.inject_lambda_context(clear_state=True)(
+        metrics.log_metrics(lambda event, context: _handle(event, wiring))
+    )

@@ -55,6 +55,8 @@ class _LazyClient:
 
 
 def build_pipeline(settings: Settings, metrics: Metrics) -> Pipeline:
+    # The settings name the namespace and service (also when built from a mapping, not os.environ).
+    metrics.namespace, metrics.service = settings.metrics_namespace, settings.service_name
     # boto3's default session: both functions' clients share its loaded service models.
     if boto3.DEFAULT_SESSION is None:
         boto3.setup_default_session()
