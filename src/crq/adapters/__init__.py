@@ -30,6 +30,11 @@ _RETRYING = _TIMEOUTS.merge(Config(retries={"mode": "standard", "max_attempts": 
 _ONCE = _TIMEOUTS.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
 
 
+# Clients are thread-safe once made, sessions are not: a track pass's workers may ask for clients
+# (of one session) at the same moment. Creating one is CPU work, never a network wait.
+_CREATING = threading.Lock()
+
+
 class _LazyClient:
     """A boto3 client created on first use, not at cold start.
 
@@ -41,13 +46,10 @@ class _LazyClient:
     def __init__(self, session: boto3.Session, service: str, config: Config) -> None:
         self._args = (session, service, config)
         self._client: Any = None
-        # Clients are thread-safe once made, sessions are not: a track pass's workers may ask
-        # for the client at the same moment. Creating it is CPU work, never a network wait.
-        self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         if self._client is None:
-            with self._lock:
+            with _CREATING:
                 if self._client is None:
                     session, service, config = self._args
                     self._client = session.client(service, config=config)  # type: ignore[call-overload]
