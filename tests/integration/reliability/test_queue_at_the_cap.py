@@ -11,6 +11,7 @@ and two queued (`test_uploads_beyond_the_cap_queue_and_all_run_five_at_a_time`).
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 import boto3
@@ -64,7 +65,7 @@ def test_specs_uploaded_at_once_all_run_never_more_than_the_cap_oldest_first(
         released.add(victim)
         engine.release(victim)
         wait_for(engine, victim)
-        for event in pipeline_stack.status_events():
+        for event in status_events_through(pipeline_stack, victim):
             functions.track(event)
             active.sample()
         if step % 4 == 3:
@@ -86,6 +87,19 @@ def test_specs_uploaded_at_once_all_run_never_more_than_the_cap_oldest_first(
     assert {m["event"] for m in messages} == {"QUERY_SUCCEEDED"}
     assert len({m["notificationId"] for m in messages}) == specs
     assert {row["notifyState"] for row in ledger_rows(pipeline_stack).values()} == {"SENT"}
+
+
+def status_events_through(stack_: Any, query_id: str, timeout: float = 10.0) -> list[Any]:
+    """The status events delivered so far, once the one of `query_id` is among them: the engine
+    publishes them on a thread of its own, a moment after the query's status changed."""
+    events: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events += stack_.status_events()
+        if any(e["detail"]["protectedQueryId"] == query_id for e in events):
+            break
+        time.sleep(0.01)
+    return events
 
 
 def test_a_throttled_start_stays_queued_and_runs_later(
