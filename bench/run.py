@@ -707,6 +707,252 @@ def _per_call(fn: Callable[[], None], repeats: int) -> float:
     return (time.perf_counter() - began) / repeats
 
 
+# ---------------------------------------------------------------- 8. List/Get per tick (earlier)
+
+
+def track_calls(specs: int = 20) -> dict[str, Any]:
+    _aws_env()
+    import boto3
+    from moto import mock_aws
+
+    from crq_local import stack
+    from crq_local.engine import Engine, Timings, load_config
+    from crq_local.sandbox.stack_resources import AwsClients, create_stack
+
+    engine = Engine(load_config(ROOT / "examples" / "collaboration.yaml"), timings=Timings.fast())
+    calls: Counter[str] = Counter()
+    handle = engine.handle
+
+    def counting(operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        calls[operation] += 1
+        return handle(operation, params)
+
+    engine.handle = counting  # type: ignore[method-assign]
+    boto3.DEFAULT_SESSION = None
+    try:
+        with mock_aws(), engine.installed():
+            clients = AwsClients(
+                *(
+                    boto3.client(name)
+                    for name in (
+                        "s3",
+                        "dynamodb",
+                        "sns",
+                        "sqs",
+                        "events",
+                        "scheduler",
+                        "cloudwatch",
+                    )
+                )
+            )
+            created = create_stack(
+                stack.load_template(),
+                clients,
+                stack_name="crq-bench",
+                region=REGION,
+                account_id=ACCOUNT,
+                parameters={
+                    "MembershipIds": [MEMBERSHIP],
+                    "ResultBucketNames": ["crq-bench-results"],
+                },
+            )
+            os.environ.update(created.functions["StartFunction"].environment)
+            os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"  # the numbers, not the logs
+            clients.s3.create_bucket(Bucket="crq-bench-results")
+            from handlers import start, track
+
+            bucket = created.buckets["SpecsBucket"]
+            template = json.loads((ROOT / "events/start/s3-object-created.json").read_text())
+            for i in range(specs):
+                body = (
+                    f"membershipIdentifier: {MEMBERSHIP}\n"
+                    "sqlParameters:\n"
+                    "  queryString: |\n"
+                    "    -- crq-fault: slow=2s\n"
+                    f"    SELECT channel, COUNT(*) AS n, {i} AS spec FROM impressions GROUP BY channel\n"
+                    "resultConfiguration:\n"
+                    "  outputConfiguration:\n"
+                    "    s3: {resultFormat: CSV, bucket: crq-bench-results, keyPrefix: bench}\n"
+                )
+                key = f"specs/bench-{i:02d}.yaml"
+                put = clients.s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
+                event = json.loads(json.dumps(template))
+                event["detail"]["bucket"]["name"] = bucket
+                event["detail"]["object"].update(
+                    key=key, size=len(body), etag=put["ETag"].strip('"')
+                )
+                event["detail"]["object"]["version-id"] = put["VersionId"]
+                start.handler(event, _Context())  # type: ignore[arg-type]
+
+            table = created.tables["RunsTable"]
+            naive_gets = ticks = 0
+            tracking = Counter[str]()
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                items = clients.dynamodb.scan(TableName=table)["Items"]
+                if all(item.get("notifyState", {}).get("S") == "SENT" for item in items):
+                    break
+                # A naive tracker Gets every query it knows is running, on every tick.
+                naive_gets += sum(1 for item in items if item["state"]["S"] == "RUNNING")
+                before = calls.copy()
+                track.handler({"source": "crq.track"}, _Context())  # type: ignore[arg-type]
+                tracking.update(
+                    {
+                        op: calls[op] - before[op]
+                        for op in ("ListProtectedQueries", "GetProtectedQuery")
+                    }
+                )
+                ticks += 1
+                time.sleep(0.2)
+            else:
+                raise SystemExit("bench: runs did not all end within 120 s")
+    finally:
+        engine.shutdown()
+    crq_calls = sum(tracking.values())
+    return {
+        "specs": specs,
+        "ticks": ticks,
+        "starts": calls["StartProtectedQuery"],
+        "crq_list": tracking["ListProtectedQueries"],
+        "crq_get": tracking["GetProtectedQuery"],
+        "naive_get": naive_gets,
+        "ratio": naive_gets / crq_calls if crq_calls else float("nan"),
+    }
+
+
+def track_list_get() -> None:
+    calls = track_calls()
+    line(
+        "track calls",
+        f"{calls['specs']} specs, {calls['starts']} starts, {calls['ticks']} ticks: "
+        f"crq {calls['crq_list']} List + {calls['crq_get']} Get vs naive {calls['naive_get']} Get"
+        f"  -> naive/crq = {calls['ratio']:.2f}x",
+    )
+
+
+# ---------------------------------------------------------------- 9. preflight (issue 9)
+
+
+PREFLIGHT_READS = (
+    "GetMembership",
+    "GetAnalysisTemplate",
+    "GetCollaborationAnalysisTemplate",
+    "ListMembers",
+)
+
+
+def preflight_calls(specs: int = 40) -> dict[str, Any]:
+    """Clean Rooms reads preflight makes per started query, amortised over a burst.
+
+    `specs` uploads at once (half run an analysis template, half send results to a member, so
+    every kind of read is needed), started by the start function and, past the membership's
+    five slots, by the track function: two containers, each with its own cache."""
+    _aws_env()
+    import boto3
+    from moto import mock_aws
+
+    from crq_local import stack
+    from crq_local.engine import Engine, Timings, load_config
+    from crq_local.sandbox.stack_resources import AwsClients, create_stack
+
+    engine = Engine(load_config(ROOT / "examples" / "collaboration.yaml"), timings=Timings.fast())
+    calls: Counter[str] = Counter()
+    handle = engine.handle
+
+    def counting(operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        calls[operation] += 1
+        return handle(operation, params)
+
+    engine.handle = counting  # type: ignore[method-assign]
+    boto3.DEFAULT_SESSION = None
+    template_arn = (
+        f"arn:aws:cleanrooms:{REGION}:111111111111:membership/{MEMBERSHIP}"
+        "/analysistemplate/3d9a7c15-2e4b-4f68-b0a1-7c5e9d2f1a64"
+    )
+    try:
+        with mock_aws(), engine.installed():
+            names = ("s3", "dynamodb", "sns", "sqs", "events", "scheduler", "cloudwatch")
+            clients = AwsClients(*(boto3.client(name) for name in names))
+            created = create_stack(
+                stack.load_template(),
+                clients,
+                stack_name="crq-bench-preflight",
+                region=REGION,
+                account_id=ACCOUNT,
+                parameters={
+                    "MembershipIds": [MEMBERSHIP],
+                    "ResultBucketNames": ["crq-bench-results"],
+                },
+            )
+            os.environ.update(created.functions["StartFunction"].environment)
+            os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+            clients.s3.create_bucket(Bucket="crq-bench-results")
+            from handlers import start, track
+
+            start.pipeline.cache_clear()
+            track.pipeline.cache_clear()
+            bucket = created.buckets["SpecsBucket"]
+            event_template = json.loads((ROOT / "events/start/s3-object-created.json").read_text())
+            for i in range(specs):
+                if i % 2:
+                    body = (
+                        f"membershipIdentifier: {MEMBERSHIP}\nsqlParameters:\n"
+                        f"  analysisTemplateArn: {template_arn}\n"
+                        f"  parameters: {{end_date: '2026-03-{1 + i % 28:02d}'}}\n"
+                        "resultConfiguration:\n  outputConfiguration:\n"
+                        "    s3: {resultFormat: CSV, bucket: crq-bench-results, keyPrefix: pf}\n"
+                    )
+                else:
+                    body = (
+                        f"membershipIdentifier: {MEMBERSHIP}\nsqlParameters:\n"
+                        f"  queryString: SELECT channel, {i} AS n FROM impressions\n"
+                        "resultConfiguration:\n  outputConfiguration:\n"
+                        "    member: {accountId: '222222222222'}\n"
+                    )
+                key = f"specs/preflight-{i:02d}.yaml"
+                put = clients.s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
+                event = json.loads(json.dumps(event_template))
+                event["detail"]["bucket"]["name"] = bucket
+                event["detail"]["object"].update(
+                    key=key, size=len(body), etag=put["ETag"].strip('"')
+                )
+                event["detail"]["object"]["version-id"] = put["VersionId"]
+                start.handler(event, _Context())  # type: ignore[arg-type]
+            deadline = time.monotonic() + 120
+            while calls["StartProtectedQuery"] < specs and time.monotonic() < deadline:
+                engine.wait_until_idle(10)
+                track.handler({"source": "crq.track"}, _Context())  # type: ignore[arg-type]
+            if calls["StartProtectedQuery"] < specs:
+                raise SystemExit("bench: the preflight burst did not start every query")
+            lookups = sum(
+                p.collaboration.lookups
+                for p in (start.pipeline(), track.pipeline())
+                if p.collaboration is not None
+            )
+    finally:
+        engine.shutdown()
+    reads = sum(calls[op] for op in PREFLIGHT_READS)
+    starts = calls["StartProtectedQuery"]
+    return {
+        "specs": specs,
+        "starts": starts,
+        "reads": reads,
+        "by_operation": {op: calls[op] for op in PREFLIGHT_READS if calls[op]},
+        "per_start": reads / starts,
+        "uncached_per_start": lookups / starts,
+    }
+
+
+def preflight_reads() -> None:
+    pre = preflight_calls()
+    line(
+        "preflight",
+        f"{pre['specs']} specs, {pre['starts']} starts: {pre['reads']} Clean Rooms "
+        f"reads {pre['by_operation']} -> {pre['per_start']:.2f} per started query, amortised "
+        f"(uncached: {pre['uncached_per_start']:.2f}; budget: <= 0.25 per query in a burst)",
+    )
+
+
 def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     sections = {
@@ -717,6 +963,8 @@ def main() -> None:
         "burst": burst,
         "engine": engine_ratios,
         "spec": spec_checks,
+        "preflight": preflight_reads,
+        "tracklist": track_list_get,
     }
     chosen = sys.argv[1:] or list(sections)
     for name in chosen:

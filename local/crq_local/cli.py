@@ -1,6 +1,7 @@
 """`crq`: the command line of crq (typer + rich).
 
     crq validate FILE...            check spec files as the start function will
+    crq validate --online FILE...   ... and against Clean Rooms and the stack (preflight)
     crq render FILE [--at TIME]     the StartProtectedQuery request a spec produces
     crq engine --config FILE        the local Clean Rooms engine over HTTP
     crq sandbox [--config FILE]     the whole stack offline (moto + engine + handlers)
@@ -164,10 +165,28 @@ def _read(path: Path) -> bytes:
 @friendly_errors
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Spec files (YAML or JSON).")],
+    online: Annotated[
+        bool,
+        typer.Option(
+            "--online",
+            help="Also check against Clean Rooms and the stack, as the start function's "
+            "preflight does (the sandbox's exports, or --stack).",
+        ),
+    ] = False,
+    stack: Annotated[
+        str | None, typer.Option(help="With --online: a deployed stack's name.")
+    ] = None,
 ) -> None:
     """Check spec files exactly as the start function will: every error, with its field path."""
     from crq.spec import SpecInvalid, load_spec
 
+    if online or stack:  # crq_local/validate_online.py
+        from crq_local.validate_online import validate_online
+
+        if bad := validate_online(files, stack):
+            out.print(f"{bad} of {len(files)} file{'s' if len(files) != 1 else ''} invalid")
+            raise typer.Exit(EXIT_FAILED)
+        return
     bad = 0
     for path in files:
         try:

@@ -58,6 +58,7 @@ class Expectation:
     file: str
     expect: str
     timeout_seconds: float = DEFAULT_SPEC_TIMEOUT_SECONDS
+    note: str = ""  # issue 11: what to notice about this run, shown under its notification
 
     @property
     def key(self) -> str:
@@ -95,6 +96,7 @@ def load_manifest(specs_dir: Path) -> list[Expectation]:
             file=str(entry["file"]),
             expect=str(entry["expect"]),
             timeout_seconds=float(entry.get("timeout_seconds", DEFAULT_SPEC_TIMEOUT_SECONDS)),
+            note=str(entry.get("note", "")),  # issue 11
         )
         if not (specs_dir / expectation.file).is_file():
             raise DemoFailed(f"{path}: {expectation.file} does not exist in {specs_dir}")
@@ -318,6 +320,8 @@ def _upload_and_wait(
                 outcome.notification = notification
                 outcome.arrived_at = time.monotonic()
                 _details(console, s3, notification)
+                if outcome.expectation.note:  # issue 11: e.g. the groups a rule left out
+                    console.print(Text(f"    {outcome.expectation.note}", style="cyan"))
                 progress.update(
                     tasks[notification.spec_key],
                     completed=1,

@@ -58,12 +58,16 @@ class StartDeferred(CrqError):
 
 
 class StartRefused(CrqError):
-    """Clean Rooms refused the request for a reason that will not change by waiting."""
+    """Clean Rooms refused the request for a reason that will not change by waiting.
 
-    def __init__(self, code: str, message: str) -> None:
+    `code` is the exception name (a stable machine code), `reason` Clean Rooms' reason when it
+    gives one (e.g. FIELD_VALIDATION_FAILED)."""
+
+    def __init__(self, code: str, message: str, reason: str | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.reason = reason
 
 
 class QueryNotFound(CrqError):
@@ -93,6 +97,25 @@ class ResultsUnavailable(CrqError):
         super().__init__(f"{location}: {reason}")
         self.location = location
         self.reason = reason
+
+
+class CollaborationResourceNotFound(CrqError):
+    """Clean Rooms says a membership or analysis template that preflight read does not exist."""
+
+    def __init__(self, what: str, message: str = "") -> None:
+        super().__init__(f"{what} not found: {message}")
+        self.what = what
+        self.message = message
+
+
+class CollaborationReadFailed(CrqError):
+    """A read preflight makes could not be made (throttled, access denied, server error); the
+    checks that need it are skipped, never failed."""
+
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
 
 
 class PublishFailed(CrqError):

@@ -73,9 +73,18 @@ class _Model(BaseModel):
 
 
 class ErrorInfo(_Model):
-    code: str
+    code: str  # a stable machine code (Clean Rooms' exception or query error code, or crq's)
     message: str
     retryable: bool = False
+    reason: str | None = None  # Clean Rooms' reason (e.g. FIELD_VALIDATION_FAILED), if given
+
+
+class AttemptCost(_Model):
+    """One attempt's query and what Clean Rooms billed for it (CRPU hours)."""
+
+    query_id: str
+    status: str
+    billed_units: float | None = None
 
 
 class FieldProblem(_Model):
@@ -104,6 +113,7 @@ class Outcome(_Model):
     result_output: dict[str, Any] | None = None
     objects: list[ResultObject] | None = None
     objects_truncated: bool | None = None
+    objects_not_listed: bool | None = None  # an S3 output whose files could not be listed
     differential_privacy: dict[str, Any] | None = None
     errors: list[FieldProblem] | None = None
     reason: str | None = None
@@ -151,6 +161,7 @@ class Run(_Model):
     deferrals: int = 0
     unconfirmed_starts: int = 0  # start calls that created no query (reconciled to QUEUED)
     past_query_ids: list[str] = Field(default_factory=list)
+    attempts: list[AttemptCost] = Field(default_factory=list)  # every ended attempt's cost
 
     # The query of the current attempt.
     query_id: str | None = None
@@ -234,6 +245,11 @@ def schedule_run_id(spec_key: str, scheduled_time: datetime) -> str:
     return "schedule:" + _digest(spec_key, scheduled_time.astimezone(UTC).isoformat())
 
 
+def budget_day(moment: datetime) -> str:
+    """The UTC day a billed unit counts against (the daily CRPU budget), as YYYY-MM-DD."""
+    return moment.astimezone(UTC).date().isoformat()
+
+
 def expiry(now: datetime, retention_days: int) -> int:
     return int((now + timedelta(days=retention_days)).timestamp())
 
@@ -264,4 +280,13 @@ class Ledger(Protocol):
     def active_in_membership(self, membership_id: str) -> list[ActiveRun]:
         """The membership's QUEUED, STARTING and RUNNING runs, oldest first (the sparse
         per-membership index, narrow rows): its cost does not grow with other memberships."""
+        ...
+
+    def add_billed_units(self, day: str, query_id: str, units: float) -> None:
+        """Count a query's billed CRPU hours against `day` (YYYY-MM-DD, UTC), once per query
+        id however often it is called."""
+        ...
+
+    def billed_units(self, day: str) -> float:
+        """CRPU hours counted against `day` so far (0 when nothing was)."""
         ...

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,11 +32,14 @@ from crq.ledger import (
     RunState,
     expiry,
 )
+from crq.notification_text import notification_text
 from crq.ports import Pipeline
 
 logger = Logger(child=True)
 
 SUBJECT_LIMIT = 100
+# Additive changes bump the minor version, breaking ones the major (docs/notifications.md).
+CONTRACT_VERSION: Final = "1.1"
 
 # The word after the spec name in the Subject, and the `status` message attribute.
 STATUS_WORDS: dict[RunEvent, str] = {
@@ -84,6 +87,14 @@ class NotificationQuery(_Body):
     create_time: datetime | None = None
     attempt: int = Field(description="Which attempt this is, from 1.")
     max_attempts: int = Field(description="Attempts allowed by the spec's maxAttempts.")
+    analysis_template_arn: str | None = Field(
+        None, description="1.1: the analysis template the query ran, when it ran one."
+    )
+    result_prefix: str | None = Field(
+        None,
+        description="1.1: s3://bucket/keyPrefix the request asked results to be written "
+        "under, as rendered (an S3 output only).",
+    )
 
 
 class NotificationResult(_Body):
@@ -94,19 +105,44 @@ class NotificationResult(_Body):
     objects_truncated: bool | None = Field(
         None, description="True when more files exist than the notification lists."
     )
+    objects_not_listed: bool | None = Field(
+        None,
+        description="1.1: true when the output's files could not be listed (no permission, "
+        "no such bucket); `objects` is then absent.",
+    )
 
 
 class NotificationError(_Body):
-    code: str
+    code: str = Field(
+        description="A stable machine code: Clean Rooms' exception (ValidationException...) or "
+        "query error code, or crq's own (START_NOT_CONFIRMED, DAILY_BUDGET_EXHAUSTED...)."
+    )
+    reason: str | None = Field(
+        None, description="1.1: Clean Rooms' reason, when it gives one (FIELD_VALIDATION_FAILED)."
+    )
     message: str
     retryable: bool
+
+
+class NotificationAttempt(_Body):
+    query_id: str
+    status: str = Field(description="How the attempt's query ended (QUERY_NOT_FOUND: unknown).")
+    billed_units: float | None = Field(
+        None, description="CRPU hours Clean Rooms billed for it, when it reported them."
+    )
+
+
+class NotificationCost(_Body):
+    attempts: list[NotificationAttempt] = Field(description="Every attempt that ran a query.")
+    total_billed_units: float = Field(description="The sum of the attempts' billed units.")
 
 
 class Notification(_Body):
     """The JSON body of every message crq publishes. Keys that do not apply are left out."""
 
-    version: Literal["1"] = "1"
+    version: Literal["1.1"] = CONTRACT_VERSION
     event: RunEvent
+    run_id: str = Field(description="1.1: the run (one per trigger), as in `crq status`.")
     notification_id: str = Field(
         description="<runId>:<attempt>:<event>; identical on every re-publish, so consumers "
         "can drop the rare duplicate."
@@ -125,6 +161,9 @@ class Notification(_Body):
         None, description="SPEC_REJECTED: every problem found, with its field path."
     )
     reason: str | None = Field(None, description="QUERY_CANCELLED: why the query was cancelled.")
+    cost: NotificationCost | None = Field(
+        None, description="1.1: the whole run's cost, each attempt's and the total."
+    )
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True, exclude_none=True)
@@ -143,20 +182,56 @@ class _OmittedNotNull(GenerateJsonSchema):
         return generated
 
 
-def notification_schema() -> dict[str, Any]:
-    """The JSON Schema of the notification body (schema/notification.schema.json)."""
+COMPATIBILITY = (
+    "Compatibility: consumers must ignore keys they do not know (and events they do not "
+    "handle). An additive change (a new key, a new event) bumps the minor version (1.0 -> 1.1); "
+    "a breaking one (a key removed, renamed or retyped) bumps the major version. This schema "
+    "therefore allows unknown keys and any 1.x version; crq's own tests validate exactly."
+)
+
+
+def notification_schema(*, strict: bool = False) -> dict[str, Any]:
+    """The JSON Schema of the notification body.
+
+    The published one (schema/notification.schema.json) follows the compatibility policy: it
+    allows unknown keys and any 1.x `version`, so a consumer validating with it does not break
+    on an additive change. `strict=True` is the exact contract of this version (no unknown
+    keys, this version only), which crq's own tests validate against."""
     schema = Notification.model_json_schema(
         by_alias=True, mode="serialization", schema_generator=_OmittedNotNull
     )
     # `version` has a default in the model but is always sent.
     schema["required"] = ["version", *schema.get("required", [])]
+    if not strict:
+        _allow_unknown_keys(schema)
+        schema["properties"]["version"] = {
+            "type": "string",
+            "pattern": r"^1(\.[0-9]+)?$",
+            "description": f"The contract version; this schema describes {CONTRACT_VERSION}.",
+        }
+        # A new event is additive too: known values are listed, others are allowed.
+        schema["properties"]["event"] = {
+            "anyOf": [schema["properties"]["event"], {"type": "string"}],
+            "description": "See docs/notifications.md; ignore events you do not handle.",
+        }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         **schema,
         "title": "crq notification",
         "description": "The JSON body of the SNS messages crq publishes when a run ends "
-        "(docs/notifications.md). Keys that do not apply are left out.",
+        "(docs/notifications.md). Keys that do not apply are left out. " + COMPATIBILITY,
     }
+
+
+def _allow_unknown_keys(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("additionalProperties") is False:
+            del node["additionalProperties"]
+        for value in node.values():
+            _allow_unknown_keys(value)
+    elif isinstance(node, list):
+        for value in node:
+            _allow_unknown_keys(value)
 
 
 def build_notification(run: Run) -> Notification:
@@ -165,6 +240,7 @@ def build_notification(run: Run) -> Notification:
         raise ValueError(f"run {run.run_id} has not ended")
     query: NotificationQuery | None = None
     if outcome.event is not RunEvent.SPEC_REJECTED:
+        template_arn, result_prefix = _requested(run.request)
         query = NotificationQuery(
             id=run.query_id,
             membership_id=run.membership_id,
@@ -173,6 +249,8 @@ def build_notification(run: Run) -> Notification:
             create_time=run.query_create_time,
             attempt=run.attempt,
             max_attempts=run.max_attempts,
+            analysis_template_arn=template_arn,
+            result_prefix=result_prefix,
         )
     result = None
     if outcome.result_output is not None:
@@ -180,9 +258,23 @@ def build_notification(run: Run) -> Notification:
             output=outcome.result_output,
             objects=outcome.objects,
             objects_truncated=outcome.objects_truncated,
+            objects_not_listed=outcome.objects_not_listed,
         )
     error = _error(outcome.error)
+    cost = None
+    if run.attempts:
+        cost = NotificationCost(
+            attempts=[
+                NotificationAttempt(
+                    query_id=a.query_id, status=a.status, billed_units=a.billed_units
+                )
+                for a in run.attempts
+            ],
+            total_billed_units=round(sum(a.billed_units or 0.0 for a in run.attempts), 6),
+        )
     return Notification(
+        run_id=run.run_id,
+        cost=cost,
         event=outcome.event,
         notification_id=run.notification_id,
         time=outcome.ended_at,
@@ -203,7 +295,27 @@ def build_notification(run: Run) -> Notification:
 def _error(error: ErrorInfo | None) -> NotificationError | None:
     if error is None:
         return None
-    return NotificationError(code=error.code, message=error.message, retryable=error.retryable)
+    return NotificationError(
+        code=error.code, reason=error.reason, message=error.message, retryable=error.retryable
+    )
+
+
+def _requested(request: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    """The analysis template ARN and the S3 result prefix of the (redacted) rendered request."""
+    if not request:
+        return None, None
+    template = (request.get("sqlParameters") or {}).get("analysisTemplateArn")
+    output = (request.get("resultConfiguration") or {}).get("outputConfiguration") or {}
+    s3 = output.get("s3") or next(
+        (
+            loc["s3"]
+            for loc in (output.get("distribute") or {}).get("locations") or []
+            if "s3" in loc
+        ),
+        None,
+    )
+    prefix = f"s3://{s3.get('bucket', '')}/{s3.get('keyPrefix', '')}" if s3 else None
+    return (template if isinstance(template, str) else None), prefix
 
 
 def subject(run: Run) -> str:
@@ -265,7 +377,10 @@ def publish_claimed(claimed: Run, pipeline: Pipeline) -> Run:
     notification = build_notification(claimed)
     try:
         message_id = pipeline.publisher.publish(
-            subject(claimed), notification.to_json(), attributes(claimed)
+            subject(claimed),
+            notification.to_json(),
+            attributes(claimed),
+            text=notification_text(notification),  # e-mail subscribers get readable text
         )
     except PublishFailed:
         logger.exception(

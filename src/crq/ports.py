@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from crq.ledger import Ledger, ResultObject
 from crq.metrics import RunMetrics
+from crq.preflight import CollaborationReader
 from crq.settings import Settings
 
 # ProtectedQueryStatus values (botocore cleanrooms 2022-02-17).
@@ -101,8 +102,11 @@ class ResultLister(Protocol):
 
 
 class Publisher(Protocol):
-    def publish(self, subject: str, message: str, attributes: Mapping[str, str]) -> str:
-        """Publish to the notifications topic; returns the message id. Raises PublishFailed."""
+    def publish(
+        self, subject: str, message: str, attributes: Mapping[str, str], text: str | None = None
+    ) -> str:
+        """Publish to the notifications topic: the JSON `message`, and `text` for e-mail
+        subscribers. Returns the message id. Raises PublishFailed."""
         ...
 
 
@@ -122,3 +126,6 @@ class Pipeline:
     publisher: Publisher
     metrics: RunMetrics
     clock: Callable[[], datetime] = field(default=utc_now)
+    # The Clean Rooms reads of preflight (crq.preflight), cached per container. None: no
+    # preflight (unit tests of other concerns); build_pipeline always wires it.
+    collaboration: CollaborationReader | None = None

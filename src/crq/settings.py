@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -45,6 +45,23 @@ class Settings(BaseModel):
         le=MAX_QUERY_CAP,
         json_schema_extra={"env": "CRQ_MEMBERSHIP_QUERY_CAP"},
     )
+    # ---- preflight and the cost guard (docs/preflight.md) ----
+    # The stack's MembershipIds, ResultBucketNames and AnalysisTemplateArns parameters.
+    membership_ids: tuple[str, ...] = Field((), json_schema_extra={"env": "CRQ_MEMBERSHIP_IDS"})
+    result_bucket_names: tuple[str, ...] = Field(
+        (), json_schema_extra={"env": "CRQ_RESULT_BUCKET_NAMES"}
+    )
+    analysis_template_arns: tuple[str, ...] = Field(
+        (), json_schema_extra={"env": "CRQ_ANALYSIS_TEMPLATE_ARNS"}
+    )
+    # The most one query may ask for (empty / 0: no limit), and CRPU hours a day (0: none).
+    max_worker_type: Literal["CR.1X", "CR.4X", "CR.8X"] | None = Field(
+        None, json_schema_extra={"env": "CRQ_MAX_WORKER_TYPE"}
+    )
+    max_worker_count: int = Field(
+        0, ge=0, le=1024, json_schema_extra={"env": "CRQ_MAX_WORKER_COUNT"}
+    )
+    daily_crpu_budget: float = Field(0, ge=0, json_schema_extra={"env": "CRQ_DAILY_CRPU_BUDGET"})
     service_name: NonEmpty = Field(json_schema_extra={"env": "POWERTOOLS_SERVICE_NAME"})
     metrics_namespace: NonEmpty = Field(json_schema_extra={"env": "POWERTOOLS_METRICS_NAMESPACE"})
     log_level: str = Field("INFO", json_schema_extra={"env": "POWERTOOLS_LOG_LEVEL"})
@@ -71,6 +88,16 @@ class Settings(BaseModel):
     # Of the track function's remaining time, this much is kept for the work under way when the
     # pass stops taking new work (the rest waits for the next tick).
     track_time_reserve: timedelta = timedelta(seconds=15)
+
+    @field_validator(
+        "membership_ids", "result_bucket_names", "analysis_template_arns", mode="before"
+    )
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        # CloudFormation joins a CommaDelimitedList parameter into one variable.
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("specs_prefix")
     @classmethod

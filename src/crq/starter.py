@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
+from crq.budget import budget_refusal
 from crq.errors import SpecUnreadable, StaleRun, StartDeferred, StartRefused
 from crq.events import NotOurs, SpecScheduled, SpecUploaded, StartTrigger
 from crq.ledger import (
@@ -48,6 +49,7 @@ from crq.ledger import (
 )
 from crq.notifier import claimed_end, deliver, end_run, publish_claimed
 from crq.ports import Pipeline, ProtectedQuery, QuerySummary
+from crq.preflight import preflight
 
 if TYPE_CHECKING:
     from crq.render import RenderContext
@@ -185,6 +187,9 @@ def _create(source: _Source, pipeline: Pipeline) -> StartResult:
         pipeline.metrics.start_queued()
         logger.info("run queued", extra={**_log(created), "reason": reason})
         return StartResult("queued", run_id=run.run_id, detail=reason)
+    refused = _refusal(run, request, pipeline, now)
+    if refused is not None:  # created ended: nothing is started, nothing billed
+        return _end_new(run, refused, pipeline)
     # A free slot: the run is created STARTING (the intent), so one write precedes the call.
     salt = secrets.token_hex(16)
     starting = pipeline.ledger.create(_intent(run, request, salt, now))
@@ -210,17 +215,45 @@ def _intent(run: Run, request: dict[str, Any], salt: str, now: datetime) -> Run:
 
 
 def _reject_new(run: Run, problems: list[FieldProblem], pipeline: Pipeline) -> StartResult:
-    now = pipeline.clock()
-    outcome = _rejection(problems, now)
-    # Created ended and claimed in one write: this invocation publishes it.
-    rejected = claimed_end(run, outcome, pipeline, now)
-    created = pipeline.ledger.create(rejected)
+    return _end_new(run, _rejection(problems, pipeline.clock()), pipeline)
+
+
+def _end_new(run: Run, outcome: Outcome, pipeline: Pipeline) -> StartResult:
+    """A new run that ends before any start (a rejected spec, a refusal): created ended and
+    claimed in one write; this invocation publishes it."""
+    created = pipeline.ledger.create(claimed_end(run, outcome, pipeline, outcome.ended_at))
     if created is None:
         return _resume_by_id(run.run_id, pipeline)
-    logger.info("spec rejected", extra={**_log(created), "errors": len(problems)})
+    logger.info("run ended before its start", extra={**_log(created), "event": outcome.event})
     pipeline.metrics.run_ended(outcome)
     publish_claimed(created, pipeline)
-    return StartResult("rejected", run_id=run.run_id, detail=f"{len(problems)} error(s)")
+    return _refused_result(run, outcome)
+
+
+def _refusal(
+    run: Run, request: dict[str, Any], pipeline: Pipeline, now: datetime
+) -> Outcome | None:
+    """Preflight (docs/preflight.md) and the daily CRPU budget: what Clean Rooms would refuse,
+    or the stack may not spend, refused before anything is billed."""
+    if pipeline.collaboration is not None:
+        problems = preflight(request, pipeline.settings, pipeline.collaboration)
+        if problems:
+            logger.info("spec rejected by preflight", extra={**_log(run), "errors": len(problems)})
+            return _rejection(problems, now)
+    refusal = budget_refusal(pipeline.settings, pipeline.ledger, now)  # the daily CRPU budget
+    if refusal is not None:
+        logger.warning("start refused: daily CRPU budget spent", extra=_log(run))
+        return Outcome(event=RunEvent.START_FAILED, ended_at=now, error=refusal)
+    return None
+
+
+def _refused_result(run: Run, outcome: Outcome) -> StartResult:
+    if outcome.event is RunEvent.SPEC_REJECTED:
+        errors = len(outcome.errors or [])
+        return StartResult("rejected", run_id=run.run_id, detail=f"{errors} error(s)")
+    return StartResult(
+        "start_failed", run_id=run.run_id, detail=outcome.error.code if outcome.error else None
+    )
 
 
 def _resume_by_id(run_id: str, pipeline: Pipeline) -> StartResult:
@@ -276,6 +309,10 @@ def launch(
     except (SpecUnreadable, SpecInvalid) as exc:
         end_run(run, _rejection(_problems(exc), now), pipeline)
         return StartResult("rejected", run_id=run.run_id)
+    refused = _refusal(run, request, pipeline, now)
+    if refused is not None:
+        end_run(run, refused, pipeline)
+        return _refused_result(run, refused)
 
     salt = run.fingerprint_salt or secrets.token_hex(16)
     try:
@@ -293,7 +330,7 @@ def _call_start(starting: Run, request: dict[str, Any], pipeline: Pipeline) -> S
     except StartDeferred as exc:
         return _defer(starting, exc, pipeline)
     except StartRefused as exc:
-        error = ErrorInfo(code=exc.code, message=exc.message, retryable=False)
+        error = ErrorInfo(code=exc.code, message=exc.message, retryable=False, reason=exc.reason)
         outcome = Outcome(event=RunEvent.START_FAILED, ended_at=pipeline.clock(), error=error)
         end_run(starting, outcome, pipeline)
         return StartResult("start_failed", run_id=starting.run_id, detail=exc.code)

@@ -25,10 +25,11 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from crq.budget import billed_units, record_attempt
 from crq.deadline import Deadline
 from crq.errors import CrqError, QueryAlreadyEnded, QueryNotFound, ResultsUnavailable, StaleRun
 from crq.events import QueryChanged, TrackAll, TrackRequest
-from crq.ledger import ErrorInfo, Outcome, ResultObject, Run, RunEvent, RunState
+from crq.ledger import AttemptCost, ErrorInfo, Outcome, ResultObject, Run, RunEvent, RunState
 from crq.notifier import deliver, end_run
 from crq.ports import ACTIVE_STATUSES, Pipeline, ProtectedQuery, QuerySummary
 from crq.starter import CLOCK_SKEW, launch, reconcile_starting
@@ -352,6 +353,13 @@ def _finish(
 ) -> Run | None:
     """End a run whose query ended, or queue its next attempt if the failure is transient."""
     now = pipeline.clock()
+    # The attempt's cost: on the run (every notification carries each attempt's) and against
+    # today's CRPU budget (crq.budget).
+    attempt = AttemptCost(
+        query_id=query.id, status=query.status, billed_units=billed_units(query.statistics)
+    )
+    record_attempt(pipeline.settings, pipeline.ledger, attempt, now)
+    run = run.evolve(now, attempts=_with_attempt(run, attempt))
     error = None
     if query.error_code or query.error_message:
         code = query.error_code or "UNKNOWN"
@@ -371,11 +379,14 @@ def _finish(
 
     objects: list[ResultObject] | None = None
     truncated: bool | None = None
+    not_listed: bool | None = None
     if query.status == "SUCCESS" and query.result_output:
         try:
             objects, truncated = _result_objects(query.result_output, pipeline)
         except ResultsUnavailable as exc:
-            # Tell the user the query ended, without the file list, rather than not at all.
+            # Tell the user the query ended, without the file list, rather than not at all,
+            # and say so (result.objectsNotListed).
+            not_listed = True
             logger.warning(
                 "result objects not listed",
                 extra={"runId": run.run_id, "location": exc.location, "reason": exc.reason},
@@ -392,6 +403,7 @@ def _finish(
         result_output=query.result_output,
         objects=objects,
         objects_truncated=truncated or None,
+        objects_not_listed=not_listed,
         differential_privacy=query.differential_privacy,
         reason=reason,
     )
@@ -443,18 +455,32 @@ def _end_not_found(
         retryable=False,
     )
     outcome = Outcome(event=RunEvent.QUERY_FAILED, ended_at=pipeline.clock(), error=error)
+    assert run.query_id is not None
+    attempt = AttemptCost(query_id=run.query_id, status=QUERY_NOT_FOUND)
+    run = run.evolve(pipeline.clock(), attempts=_with_attempt(run, attempt))
     ended = end_run(run, outcome, pipeline)
     if ended is not None:
         summary.count("ended")
     return ended
 
 
-def _result_objects(output: dict[str, Any], pipeline: Pipeline) -> tuple[list[ResultObject], bool]:
+def _with_attempt(run: Run, attempt: AttemptCost) -> list[AttemptCost]:
+    # A query's ending processed twice (a retried invocation) is listed once.
+    return [*(a for a in run.attempts if a.query_id != attempt.query_id), attempt]
+
+
+def _result_objects(
+    output: dict[str, Any], pipeline: Pipeline
+) -> tuple[list[ResultObject] | None, bool]:
+    """The files under the output's S3 location(s); None for an output with none (member
+    results: there is nothing crq can list, so the notification leaves `objects` out)."""
     locations = []
     for holder in (output, output.get("distribute") or {}):
         location = (holder.get("s3") or {}).get("location")
         if isinstance(location, str) and location.startswith("s3://"):
             locations.append(location)
+    if not locations:
+        return None, False
     objects: list[ResultObject] = []
     truncated = False
     for location in locations:

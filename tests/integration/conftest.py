@@ -195,7 +195,7 @@ def _create_stack(engine: Engine) -> PipelineStack:
     pattern = next(r for r in stack.event_rules(template) if r.name == "CleanRoomsStatusChanged")
     resolver = stack.Resolver(
         template,
-        parameters={"MembershipIds": [MEMBERSHIP]},
+        parameters={"MembershipIds": [MEMBERSHIP], "ResultBucketNames": [RESULTS_BUCKET]},
         refs={"RunsTable": TABLE, "NotificationsTopic": topic_arn, "SpecsBucket": SPECS_BUCKET},
         stack_name="crq-test",
         region=REGION,

@@ -66,10 +66,16 @@ START_ACTIONS = {
     "cleanrooms:StartProtectedQuery",
     "cleanrooms:GetProtectedQuery",
     "cleanrooms:ListProtectedQueries",
+    # preflight (crq.preflight) before each start
+    "cleanrooms:GetMembership",
+    "cleanrooms:GetAnalysisTemplate",
+    "cleanrooms:ListMembers",
+    "cleanrooms:GetCollaborationAnalysisTemplate",
 }
 EXPECTED_ACTIONS = {
     "StartFunction": START_ACTIONS,
-    "TrackFunction": START_ACTIONS | {"cleanrooms:UpdateProtectedQuery", "s3:ListBucket"},
+    "TrackFunction": START_ACTIONS
+    | {"cleanrooms:UpdateProtectedQuery", "s3:ListBucket", "dynamodb:UpdateItem"},
 }
 # Calls the adapters make that no function needs: they serve local tools only.
 TOOLS_ONLY = {"dynamodb:Scan": "DynamoLedger.recent, for `crq status`"}
@@ -407,6 +413,7 @@ def test_each_action_is_granted_only_on_this_stacks_resources(template: dict[str
         "kms:GenerateDataKey": {KEY_ARN},
         "dynamodb:GetItem": {TABLE_ARN},
         "dynamodb:PutItem": {TABLE_ARN},
+        "dynamodb:UpdateItem": {TABLE_ARN},
         "dynamodb:Query": {
             f"{TABLE_ARN}/index/InFlight",
             f"{TABLE_ARN}/index/InFlightByMembership",
@@ -417,6 +424,13 @@ def test_each_action_is_granted_only_on_this_stacks_resources(template: dict[str
         "cleanrooms:GetProtectedQuery": memberships,
         "cleanrooms:ListProtectedQueries": memberships,
         "cleanrooms:UpdateProtectedQuery": memberships,
+        "cleanrooms:GetMembership": memberships,
+        "cleanrooms:GetAnalysisTemplate": memberships,
+        # a collaboration's ARN names its creator's account: any collaboration in the region
+        "cleanrooms:ListMembers": {f"arn:aws:cleanrooms:{REGION}:*:collaboration/*"},
+        "cleanrooms:GetCollaborationAnalysisTemplate": {
+            f"arn:aws:cleanrooms:{REGION}:*:collaboration/*"
+        },
     }
     for function in EXPECTED_ACTIONS:
         statements = function_statements(resolver, function)

@@ -73,6 +73,9 @@ class Member(_Model):
     membershipId: str | None = Field(default=None, pattern=f"^{UUID_PATTERN}$")
     displayName: str | None = Field(default=None, min_length=1, max_length=100)
     abilities: list[Ability] = Field(default_factory=list)
+    # MemberStatus. A caller's membership that is not ACTIVE answers GetMembership REMOVED and
+    # may not start queries; another member that is not ACTIVE cannot receive results.
+    status: Literal["ACTIVE", "INVITED", "LEFT", "REMOVED"] = "ACTIVE"
 
 
 class Table(_Model):
@@ -80,6 +83,10 @@ class Table(_Model):
     path: str = Field(min_length=1)
     format: Literal["csv", "parquet"] | None = None
     columns: list[str] | None = Field(default=None, min_length=1)
+    # issue 11: the table's owner (default: the caller) and its analysis rule, in the API's
+    # ConfiguredTableAnalysisRulePolicy shape (analysis_rules.py checks it against the model).
+    creatorAccountId: str | None = Field(default=None, pattern=f"^{ACCOUNT_PATTERN}$")
+    analysisRule: dict[str, Any] | None = None
 
     @property
     def is_s3(self) -> bool:
@@ -112,6 +119,8 @@ class AnalysisTemplate(_Model):
     creatorAccountId: str | None = Field(default=None, pattern=f"^{ACCOUNT_PATTERN}$")
     sql: str = Field(min_length=1, max_length=500_000)
     parameters: list[AnalysisParameter] = Field(default_factory=list, max_length=50)
+    # AnalysisFormat. Only SQL templates run as protected queries (PySpark ones are jobs).
+    format: Literal["SQL", "PYSPARK_1_0", "PYSPARK_2_0"] = "SQL"
 
     @model_validator(mode="after")
     def _parameters_match_sql(self) -> AnalysisTemplate:
@@ -230,7 +239,7 @@ def parse_config(raw: Any, *, source: str | Path = "<collaboration>") -> EngineC
         config = EngineConfig.model_validate({**raw, "base_dir": base_dir})
     except ValidationError as exc:
         raise CollaborationFileError(src, _problems(exc)) from exc
-    problems = _cross_checks(config) or _check_local_tables(config)
+    problems = _cross_checks(config) or _check_local_tables(config) or _check_rules(config)
     if problems:
         raise CollaborationFileError(src, problems)
     return config
@@ -267,6 +276,9 @@ def _cross_checks(config: EngineConfig) -> list[tuple[str, str]]:
             problems.append(
                 (f"{key}.members", f"the caller account {config.accountId} is not a member")
             )
+        for ti, tb in enumerate(c.tables):
+            if tb.creatorAccountId and tb.creatorAccountId not in accounts:
+                problems.append((f"{key}.tables[{ti}].creatorAccountId", "is not a member"))
         for ti, t in enumerate(c.analysisTemplates):
             if t.creatorAccountId and t.creatorAccountId not in accounts:
                 problems.append(
@@ -315,3 +327,23 @@ def _check_local_tables(config: EngineConfig) -> list[tuple[str, str]]:
                         (f"{key}.columns[{i}]", f"{column!r} is not a column of {t.path}")
                     )
     return problems
+
+
+def _check_rules(config: EngineConfig) -> list[tuple[str, str]]:
+    """Each table's analysisRule against the model and the table's columns (issue 11)."""
+    from .analysis_rules import check_rules
+    from .tables import TableReadError, describe_columns
+
+    columns_of: dict[tuple[int, int], list[str] | None] = {}
+    for ci, c in enumerate(config.collaborations):
+        for ti, t in enumerate(c.tables):
+            if t.analysisRule is None:
+                continue
+            if t.columns or t.is_s3:
+                columns_of[(ci, ti)] = t.columns
+                continue
+            try:
+                columns_of[(ci, ti)] = describe_columns(config.resolve(t.path), t.file_format)
+            except TableReadError:
+                columns_of[(ci, ti)] = None  # already reported by _check_local_tables
+    return check_rules(config, columns_of)

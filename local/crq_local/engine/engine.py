@@ -41,6 +41,8 @@ from .errors import (
 from .execution import Execution, QueryFailed, referenced_tables
 from .faults import FaultCounters, FaultHintError, QueryFaults, Throttle, parse_hints
 from .params import Bound, ParameterError, bind
+from .query_plan import Planner
+from .schemas import Schemas
 from .tables import TableCache, TableReadError, TableSource, download
 from .timings import Timings
 from .world import Membership, World
@@ -124,6 +126,7 @@ class Engine:
         self._stopping = threading.Event()
         self._counters = FaultCounters()
         self._tables = TableCache()
+        self._planner = Planner(config)  # issue 11: dialect + analysis rules, before execution
         self._throttle = Throttle(
             config.faults, config.limits.requestsPerSecond, config.limits.burst
         )
@@ -139,6 +142,16 @@ class Engine:
             "GetAnalysisTemplate": self._get_analysis_template,
             "ListAnalysisTemplates": self._list_analysis_templates,
             "GetCollaborationAnalysisTemplate": self._get_collaboration_analysis_template,
+            "ListMembers": self._list_members,
+        }
+        # issue 11: the tables' schemas and analysis rules (schemas.py).
+        self._schemas = Schemas(self.world, config)
+        self._operations |= {
+            "GetSchema": self._schemas.get_schema,
+            "ListSchemas": self._schemas.list_schemas,
+            "BatchGetSchema": self._schemas.batch_get_schema,
+            "GetSchemaAnalysisRule": self._schemas.get_schema_analysis_rule,
+            "BatchGetSchemaAnalysisRule": self._schemas.batch_get_schema_analysis_rule,
         }
 
     @classmethod
@@ -357,6 +370,11 @@ class Engine:
                 "sqlParameters.analysisTemplateArn",
                 "no such analysis template in the membership's collaboration",
             )
+        if template.format != "SQL":
+            raise rules.invalid(
+                "sqlParameters.analysisTemplateArn",
+                f"a {template.format} analysis template cannot run as a protected query",
+            )
         try:
             bound = bind(template.sql, template.parameters, sql_parameters.get("parameters", {}))
         except ParameterError as exc:
@@ -477,6 +495,18 @@ class Engine:
             )
         shape = self.world.template_shape(template, kind="collaboration")
         return {"collaborationAnalysisTemplate": shape}
+
+    def _list_members(self, params: dict[str, Any]) -> dict[str, Any]:
+        collab = self.world.collaborations.get(params["collaborationIdentifier"])
+        if collab is None or collab.membership_of(self.world.account_id) is None:
+            raise ResourceNotFoundException(
+                f"Collaboration {params['collaborationIdentifier']} not found",
+                resource_id=params["collaborationIdentifier"],
+                resource_type="COLLABORATION",
+            )
+        page, token = pages.page(list(collab.memberships.values()), params)
+        out: dict[str, Any] = {"memberSummaries": [self.world.member_shape(m) for m in page]}
+        return out | ({"nextToken": token} if token else {})
 
     # ---- shapes ----------------------------------------------------------------------------
 
@@ -621,9 +651,17 @@ class Engine:
         return False
 
     def _execute(self, q: Query) -> pa.Table:
+        # issue 11: parse in the collaboration's dialect, enforce the analysis rules, transpile.
+        sql_parameters = q.request["sqlParameters"]
+        template = self.world.templates_by_arn.get(sql_parameters.get("analysisTemplateArn", ""))
+        text = template.sql if template is not None else sql_parameters["queryString"]
+        plan = self._planner.plan(q.membership, text, template, q.receivers)
+        values = {k: v for k, v in q.bound.values.items() if k in plan.parameters}
         # Only the tables the SQL reads are fetched and registered: a small query must not pay
-        # for the collaboration's big tables.
-        used = referenced_tables(q.bound.sql)
+        # for the collaboration's big tables (DuckDB's own parser on the SQL it will run, and the
+        # plan's tables; every table if the SQL does not parse there).
+        names = referenced_tables(plan.sql)
+        used = None if names is None else names | {t.lower() for t in plan.tables}
         with ExitStack() as stack:
             sources = []
             for table in q.membership.collaboration.tables:
@@ -642,7 +680,7 @@ class Engine:
                     rows = self._tables.get(file, table.file_format)
                 columns = tuple(table.columns) if table.columns else None
                 sources.append(TableSource(table.name, file, table.file_format, columns, rows))
-            return q.execution.run(sources, q.bound.sql, q.bound.values)
+            return q.execution.run(sources, plan.sql, values)
 
     def _deliver(self, q: Query, rows: pa.Table) -> None:
         output = q.request["resultConfiguration"]["outputConfiguration"]

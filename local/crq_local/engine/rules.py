@@ -18,6 +18,11 @@ OUTPUT = "resultConfiguration.outputConfiguration"
 
 
 def check_caller(membership: Membership) -> None:
+    if not membership.active:
+        raise AccessDeniedException(
+            f"Membership {membership.id} is {membership.membership_status} in collaboration "
+            f"{membership.collaboration.name}"
+        )
     if not membership.can("CAN_QUERY"):
         raise AccessDeniedException(
             f"Membership {membership.id} does not have the CAN_QUERY ability in collaboration "
@@ -113,6 +118,8 @@ def _check_member(membership: Membership, account: str, path: str) -> None:
     receiver = membership.collaboration.membership_of(account)
     if receiver is None:
         raise invalid(path, "is not a member of the collaboration")
+    if not receiver.active:
+        raise invalid(path, f"this member is {receiver.status}", reason="INVALID_CONFIGURATION")
     if not receiver.can("CAN_RECEIVE_RESULTS"):
         raise invalid(
             path,

@@ -19,9 +19,19 @@ class Membership:
     abilities: frozenset[str]
     display_name: str
     collaboration: Collaboration
+    status: str = "ACTIVE"  # MemberStatus (the file's `status`)
 
     def can(self, ability: str) -> bool:
         return ability in self.abilities
+
+    @property
+    def active(self) -> bool:
+        return self.status == "ACTIVE"
+
+    @property
+    def membership_status(self) -> str:
+        """GetMembership's MembershipStatus: ACTIVE, or REMOVED once the member left."""
+        return "ACTIVE" if self.active else "REMOVED"
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,7 @@ class Template:
     parameters: tuple[Declared, ...]
     creator: Membership
     collaboration: Collaboration
+    format: str = "SQL"
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,7 @@ class World:
                 abilities=frozenset(m.abilities),
                 display_name=m.displayName or f"Member {m.accountId}",
                 collaboration=collab,
+                status=m.status,
             )
             collab.memberships[mid] = membership
             self.memberships[mid] = membership
@@ -105,6 +117,7 @@ class World:
                 parameters=tuple(Declared(p.name, p.type, p.defaultValue) for p in t.parameters),
                 creator=owner,
                 collaboration=collab,
+                format=t.format,
             )
             collab.templates[tid] = template
             self.templates_by_arn[template.arn] = template
@@ -133,13 +146,27 @@ class World:
             "collaborationName": c.name,
             "createTime": self.created,
             "updateTime": self.created,
-            "status": "ACTIVE",
+            "status": m.membership_status,
             "memberAbilities": sorted(m.abilities),
             "paymentConfiguration": {"queryCompute": {"isResponsible": m.can("CAN_QUERY")}},
         }
         if not summary:
             out["queryLogStatus"] = c.query_log_status
         return out
+
+    def member_shape(self, m: Membership) -> dict[str, Any]:
+        """A MemberSummary (ListMembers)."""
+        return {
+            "accountId": m.account_id,
+            "status": m.status,
+            "displayName": m.display_name,
+            "abilities": sorted(m.abilities),
+            "createTime": self.created,
+            "updateTime": self.created,
+            "membershipId": m.id,
+            "membershipArn": m.arn,
+            "paymentConfiguration": {"queryCompute": {"isResponsible": m.can("CAN_QUERY")}},
+        }
 
     def template_shape(self, t: Template, *, kind: str = "full") -> dict[str, Any]:
         """kind: "full" (AnalysisTemplate), "summary", or "collaboration"."""
@@ -163,7 +190,7 @@ class World:
         tables = sorted({tb.name for tb in t.collaboration.tables if _mentions(t.sql, tb.name)})
         out |= {
             "schema": {"referencedTables": tables},
-            "format": "SQL",
+            "format": t.format,
             "source": {"text": t.sql},
             "analysisParameters": [
                 {"name": p.name, "type": p.type}

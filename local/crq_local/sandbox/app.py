@@ -53,6 +53,15 @@ if TYPE_CHECKING:
     from crq_local.engine.timings import Timings
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+START_FUNCTION = "StartFunction"
+# The start function's variables that preflight reads (crq.settings), exported for the CLI.
+PREFLIGHT_VARIABLES = (
+    "CRQ_MEMBERSHIP_IDS",
+    "CRQ_RESULT_BUCKET_NAMES",
+    "CRQ_ANALYSIS_TEMPLATE_ARNS",
+    "CRQ_MAX_WORKER_TYPE",
+    "CRQ_MAX_WORKER_COUNT",
+)
 TRACK_FUNCTION = "TrackFunction"  # docs/design.md: the function the track schedule invokes
 NOTIFICATIONS_TOPIC = "NotificationsTopic"
 SPECS_BUCKET = "SpecsBucket"
@@ -186,7 +195,12 @@ class Sandbox:
         # restored after they all stopped: never while they run (glibc getenv is not
         # thread-safe). Each function's own variables reach its handler as a mapping.
         # Every ARN moto makes (topic, queues, rules) then names the collaboration's account.
-        parameters = {"MembershipIds": memberships, **self.options.template_parameters}
+        parameters = {
+            "MembershipIds": memberships,
+            # preflight refuses result buckets the stack may not list: allow the sandbox's own
+            "ResultBucketNames": [self.options.results_bucket],
+            **self.options.template_parameters,
+        }
         self._set_env(
             {"MOTO_ACCOUNT_ID": config.accountId, **_shared_environment(template, parameters)}
         )
@@ -243,6 +257,11 @@ class Sandbox:
         }
         if memberships:
             self.exports["CRQ_MEMBERSHIP_ID"] = memberships[0]
+        # What preflight checks against (`crq validate --online` reads these).
+        start_environment = self.stack.functions[START_FUNCTION].environment
+        for name in PREFLIGHT_VARIABLES:
+            if start_environment.get(name):
+                self.exports[name] = start_environment[name]
 
     def _listen_error(
         self, port: int, purpose: str, option: str, exc: BaseException

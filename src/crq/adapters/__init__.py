@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any, cast
 import boto3
 from botocore.config import Config
 
-from crq.adapters.cleanrooms import CleanRoomsGateway
+from crq.adapters.cleanrooms import CleanRoomsGateway, keep_retry_info
 from crq.adapters.dynamodb import DynamoLedger
 from crq.adapters.s3 import ResultLister, SpecStore
 from crq.adapters.sns import SnsPublisher
 from crq.metrics import PowertoolsRunMetrics
-from crq.ports import Pipeline
+from crq.ports import Pipeline, utc_now
+from crq.preflight import CachedReader
 from crq.settings import Settings
 
 if TYPE_CHECKING:
@@ -68,13 +69,19 @@ def build_pipeline(settings: Settings, metrics: Metrics) -> Pipeline:
     def client(service: str, config: Config = _RETRYING) -> Any:
         return cast(Any, _LazyClient(session, service, config))
 
+    # GetProtectedQuery's error.retry, which older botocore models drop while parsing.
+    session.events.register(
+        "after-call.cleanrooms.GetProtectedQuery", keep_retry_info, unique_id="crq-retry-info"
+    )
     s3 = client("s3")
+    queries = CleanRoomsGateway(
+        client=client("cleanrooms"), start_client=client("cleanrooms", _ONCE)
+    )
     return Pipeline(
         settings=settings,
         ledger=DynamoLedger(settings.table_name, client("dynamodb")),
-        queries=CleanRoomsGateway(
-            client=client("cleanrooms"), start_client=client("cleanrooms", _ONCE)
-        ),
+        queries=queries,
+        collaboration=CachedReader(queries, clock=utc_now),
         specs=SpecStore(s3),
         results=ResultLister(s3),
         publisher=SnsPublisher(settings.topic_arn, client("sns")),

@@ -9,16 +9,26 @@ the start use case deals with the unknown outcome (intent + reconcile).
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from crq.adapters.aws_errors import error_code
-from crq.errors import QueryAlreadyEnded, QueryNotFound, StartDeferred, StartRefused
+from crq.errors import (
+    CollaborationReadFailed,
+    CollaborationResourceNotFound,
+    QueryAlreadyEnded,
+    QueryNotFound,
+    StartDeferred,
+    StartRefused,
+)
 from crq.ports import ProtectedQuery, QuerySummary
+from crq.preflight import MemberInfo, MembershipInfo, TemplateInfo, TemplateParameter
 
 if TYPE_CHECKING:
     from mypy_boto3_cleanrooms import CleanRoomsServiceClient
@@ -55,8 +65,9 @@ class CleanRoomsGateway:
             if code == "ValidationException" and reason == StartDeferred.IAM_DELAY:
                 raise StartDeferred(StartDeferred.IAM_DELAY, message) from exc
             if code in _REFUSED:
-                label = f"{code} ({reason})" if reason else code
-                raise StartRefused(label, message + _field_list(exc, parameters)) from exc
+                raise StartRefused(
+                    code, message + _field_list(exc, parameters, message), reason=reason
+                ) from exc
             raise
         return _query(response["protectedQuery"])
 
@@ -103,6 +114,100 @@ class CleanRoomsGateway:
             if code == "ResourceNotFoundException":
                 raise QueryNotFound(membership_id, query_id, message) from exc
             raise
+
+    # ---- the reads preflight makes (crq.preflight.CollaborationReader) ----------------------
+
+    def get_membership(self, membership_id: str) -> MembershipInfo:
+        with _read("membership " + membership_id):
+            item = self._client.get_membership(membershipIdentifier=membership_id)["membership"]
+        default = item.get("defaultResultConfiguration") or {}
+        s3 = (default.get("outputConfiguration") or {}).get("s3") or {}
+        return MembershipInfo(
+            id=item["id"],
+            arn=item["arn"],
+            collaboration_id=item["collaborationId"],
+            status=item["status"],
+            abilities=frozenset(item.get("memberAbilities") or ()),
+            has_default_result_configuration=bool(default),
+            default_result_bucket=s3.get("bucket"),
+        )
+
+    def get_analysis_template(self, membership_id: str, template_id: str) -> TemplateInfo:
+        with _read("analysis template " + template_id):
+            item = self._client.get_analysis_template(
+                membershipIdentifier=membership_id, analysisTemplateIdentifier=template_id
+            )["analysisTemplate"]
+        return _template(item)
+
+    def get_collaboration_analysis_template(
+        self, collaboration_id: str, template_arn: str
+    ) -> TemplateInfo:
+        with _read("analysis template " + template_arn):
+            item = self._client.get_collaboration_analysis_template(
+                collaborationIdentifier=collaboration_id, analysisTemplateArn=template_arn
+            )["collaborationAnalysisTemplate"]
+        return _template(item)
+
+    def list_members(self, collaboration_id: str) -> list[MemberInfo]:
+        members: list[MemberInfo] = []
+        kwargs: dict[str, Any] = {"collaborationIdentifier": collaboration_id}
+        with _read("collaboration " + collaboration_id):
+            while True:
+                page = self._client.list_members(**kwargs)
+                members += [
+                    MemberInfo(
+                        account_id=m["accountId"],
+                        status=m["status"],
+                        abilities=frozenset(m.get("abilities") or ()),
+                    )
+                    for m in page.get("memberSummaries", [])
+                ]
+                if not page.get("nextToken"):
+                    return members
+                kwargs["nextToken"] = page["nextToken"]
+
+
+@contextmanager
+def _read(what: str) -> Iterator[None]:
+    """A read for preflight: not found is an answer, any other failure a skipped check."""
+    try:
+        yield
+    except ClientError as exc:
+        code, message, _ = _details(exc)
+        if code == "ResourceNotFoundException":
+            raise CollaborationResourceNotFound(what, message) from exc
+        raise CollaborationReadFailed(code or "ClientError", message) from exc
+    except BotoCoreError as exc:  # connection, timeout: the start call will meet it too
+        raise CollaborationReadFailed(type(exc).__name__, str(exc)) from exc
+
+
+def _template(item: Mapping[str, Any]) -> TemplateInfo:
+    return TemplateInfo(
+        arn=item["arn"],
+        format=item.get("format", "SQL"),
+        parameters=tuple(
+            TemplateParameter(name=p["name"], type=p["type"], has_default="defaultValue" in p)
+            for p in item.get("analysisParameters") or ()
+        ),
+    )
+
+
+def keep_retry_info(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+    """botocore `after-call.cleanrooms.GetProtectedQuery` handler: put `error.retry` back.
+
+    The service returns `protectedQuery.error.retry.retryable`; botocore models older than
+    that field drop it while parsing. Read it from the raw body when the parsed answer lacks
+    it, so the tracker can use Clean Rooms' own verdict."""
+    error = (parsed.get("protectedQuery") or {}).get("error")
+    if not isinstance(error, dict) or "retry" in error:
+        return
+    try:
+        raw = json.loads(http_response.content or b"{}")
+    except (ValueError, TypeError):
+        return
+    retry = ((raw.get("protectedQuery") or {}).get("error") or {}).get("retry")
+    if isinstance(retry, dict) and isinstance(retry.get("retryable"), bool):
+        error["retry"] = {"retryable": retry["retryable"]}
 
 
 def _summary(item: Mapping[str, Any]) -> QuerySummary:
@@ -167,13 +272,18 @@ def _details(exc: ClientError) -> tuple[str, str, str | None]:
     return code, message, str(reason) if reason else None
 
 
-def _field_list(exc: ClientError, parameters: list[str]) -> str:
+def _field_list(exc: ClientError, parameters: list[str], message: str) -> str:
+    """The fields Clean Rooms names, those the message does not already say."""
     fields = exc.response.get("fieldList")
     if not isinstance(fields, list):
         return ""
     parts = [
-        f"{field.get('name')}: {scrub(str(field.get('message', '')), parameters)}"
-        for field in fields
-        if isinstance(field, Mapping)
+        text
+        for text in (
+            f"{field.get('name')}: {scrub(str(field.get('message', '')), parameters)}"
+            for field in fields
+            if isinstance(field, Mapping)
+        )
+        if text not in message
     ]
     return f" ({'; '.join(parts)})" if parts else ""

@@ -13,6 +13,7 @@ import json
 import types
 import typing
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -32,6 +33,14 @@ IN_FLIGHT_FLAG = "1"
 IN_FLIGHT_BY_MEMBERSHIP_INDEX = "InFlightByMembership"
 # Derived index keys: written from the run's state, never read back as state.
 _DERIVED = ("inFlight", "inFlightSince", "inFlightMembership")
+# Items of the daily CRPU budget live beside the runs: `budget:<YYYY-MM-DD>`.
+BUDGET_ITEM_PREFIX = "budget:"
+BUDGET_ITEM_DAYS = 3  # kept a little past their day, then DynamoDB's TTL removes them
+
+
+def _day_expiry(day: str) -> int:
+    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
+    return int((start + timedelta(days=BUDGET_ITEM_DAYS)).timestamp())
 
 
 def _structured_fields() -> frozenset[str]:
@@ -163,13 +172,48 @@ class DynamoLedger:
             )
         ]
 
+    # ---- the daily CRPU budget: one counter item per UTC day (docs/preflight.md) -----------
+
+    def add_billed_units(self, day: str, query_id: str, units: float) -> None:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"runId": {"S": BUDGET_ITEM_PREFIX + day}},
+                UpdateExpression="ADD billedUnits :units, queryIds :query SET expiresAt = :ttl",
+                # A query counted once, however often its ending is processed.
+                ConditionExpression="attribute_not_exists(queryIds) OR NOT contains(queryIds, :id)",
+                ExpressionAttributeValues={
+                    ":units": {"N": repr(float(units))},
+                    ":query": {"SS": [query_id]},
+                    ":id": {"S": query_id},
+                    ":ttl": {"N": str(_day_expiry(day))},
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    def billed_units(self, day: str) -> float:
+        response = self._client.get_item(
+            TableName=self._table,
+            Key={"runId": {"S": BUDGET_ITEM_PREFIX + day}},
+            ProjectionExpression="billedUnits",
+            ConsistentRead=True,
+        )
+        value = (response.get("Item") or {}).get("billedUnits", {}).get("N")
+        return float(value) if value else 0.0
+
     def recent(self, limit: int) -> list[Run]:
         """Up to `limit` runs, newest first, for tools (`crq status`). Scans: never on a hot path."""
         runs: list[Run] = []
         kwargs: dict[str, Any] = {"TableName": self._table}
         while True:
             page = self._client.scan(**kwargs)
-            runs.extend(from_item(self._plain(item)) for item in page.get("Items", []))
+            runs.extend(
+                from_item(self._plain(item))
+                for item in page.get("Items", [])
+                if not item["runId"]["S"].startswith(BUDGET_ITEM_PREFIX)
+            )
             if "LastEvaluatedKey" not in page:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -93,7 +93,12 @@ def test_list_memberships_is_the_callers_only_and_paginates(make_harness: MakeHa
     second = harness.cleanrooms.list_memberships(maxResults=2, nextToken=first["nextToken"])
     assert "nextToken" not in second
     summaries = first["membershipSummaries"] + second["membershipSummaries"]
-    assert [m["collaborationName"] for m in summaries] == ["retail-media", "extra-0", "extra-1"]
+    assert [m["collaborationName"] for m in summaries] == [
+        "retail-media",
+        "retail-media-protected",
+        "extra-0",
+        "extra-1",
+    ]
     assert RETAILER not in {m["arn"].split(":")[4] for m in summaries}
     assert harness.cleanrooms.list_memberships(status="REMOVED")["membershipSummaries"] == []
 

@@ -101,7 +101,7 @@ def test_a_spec_upload_ends_in_a_query_succeeded_message_listing_the_results(
         "team": "media",
     }
     body = message["body"]
-    assert body["event"] == "QUERY_SUCCEEDED" and body["version"] == "1"
+    assert body["event"] == "QUERY_SUCCEEDED" and body["version"] == "1.1"
     assert body["query"]["id"] == started["query_id"] and body["query"]["status"] == "SUCCESS"
     assert body["spec"] == {
         "name": "weekly-overlap",

@@ -83,7 +83,8 @@ RUNS = {
     "succeeds": (spec("succeeds", "lookup"), "QUERY_SUCCEEDED"),
     "retried": (spec("retried", "flaky"), "QUERY_SUCCEEDED"),
     "fails": (spec("fails", "strict"), "QUERY_FAILED"),
-    "refused": (spec("refused", "dated"), "START_FAILED"),
+    # a non-DATE value for a DATE parameter: preflight refuses it before Clean Rooms sees it
+    "refused": (spec("refused", "dated"), "SPEC_REJECTED"),
     "bad-field": (spec("bad-field", "lookup", result_format="XLSX"), "SPEC_REJECTED"),
     "bad-yaml": (spec("bad-yaml", "lookup", token=f"{SECRET}: x: y"), "SPEC_REJECTED"),
     "bad-placeholder": (

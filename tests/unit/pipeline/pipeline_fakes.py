@@ -47,6 +47,7 @@ class FakeLedger:
     def __init__(self) -> None:
         self.rows: dict[str, Run] = {}
         self.writes = 0
+        self.budget: dict[str, dict[str, float]] = {}  # day -> query id -> units
 
     def create(self, run: Run) -> Run | None:
         if run.run_id in self.rows:
@@ -82,6 +83,14 @@ class FakeLedger:
             for r in self.in_flight()
             if r.active_membership == membership_id
         ]
+
+    # the daily CRPU budget (crq.budget)
+    def add_billed_units(self, day: str, query_id: str, units: float) -> None:
+        counted = self.budget.setdefault(day, {})
+        counted.setdefault(query_id, units)
+
+    def billed_units(self, day: str) -> float:
+        return sum(self.budget.get(day, {}).values())
 
     def only(self) -> Run:
         assert len(self.rows) == 1, list(self.rows)
@@ -264,6 +273,7 @@ class Published:
     subject: str
     message: str
     attributes: dict[str, str]
+    text: str | None = None
 
 
 class FakePublisher:
@@ -271,11 +281,13 @@ class FakePublisher:
         self.messages: list[Published] = []
         self.failures = 0  # how many of the next publishes fail
 
-    def publish(self, subject: str, message: str, attributes: Mapping[str, str]) -> str:
+    def publish(
+        self, subject: str, message: str, attributes: Mapping[str, str], text: str | None = None
+    ) -> str:
         if self.failures:
             self.failures -= 1
             raise PublishFailed("SNS is down")
-        self.messages.append(Published(subject, message, dict(attributes)))
+        self.messages.append(Published(subject, message, dict(attributes), text))
         return f"msg-{len(self.messages)}"
 
     def bodies(self) -> list[dict[str, Any]]:

@@ -89,7 +89,8 @@ EXAMPLES = {
 def test_a_success_body_has_exactly_the_contracted_keys() -> None:
     body = json.loads(build_notification(ended_run(SUCCEEDED)).to_json())
     assert body == {
-        "version": "1",
+        "version": "1.1",
+        "runId": "s3:abc",
         "event": "QUERY_SUCCEEDED",
         "notificationId": "s3:abc:1:QUERY_SUCCEEDED",
         "time": "2026-01-05T06:03:00Z",
@@ -119,7 +120,16 @@ def test_a_success_body_has_exactly_the_contracted_keys() -> None:
 
 def test_a_rejection_names_no_query_and_lists_every_error() -> None:
     body = json.loads(build_notification(ended_run(EXAMPLES["rejected"], query_id=None)).to_json())
-    assert set(body) == {"version", "event", "notificationId", "time", "spec", "trigger", "errors"}
+    assert set(body) == {
+        "version",
+        "event",
+        "runId",
+        "notificationId",
+        "time",
+        "spec",
+        "trigger",
+        "errors",
+    }
     assert body["errors"] == [{"field": "sqlParameters", "message": "set queryString"}]
 
 
@@ -127,10 +137,26 @@ def test_a_rejection_names_no_query_and_lists_every_error() -> None:
 def test_every_body_validates_against_the_published_schema(name: str) -> None:
     body = json.loads(build_notification(ended_run(EXAMPLES[name])).to_json())
     jsonschema.Draft202012Validator(notification_schema()).validate(body)
+    jsonschema.Draft202012Validator(notification_schema(strict=True)).validate(body)
 
 
-def test_the_schema_is_strict_about_unknown_keys_and_the_version() -> None:
-    schema = notification_schema()
+def test_the_published_schema_lets_a_strict_consumer_survive_additive_changes() -> None:
+    validator = jsonschema.Draft202012Validator(notification_schema())
+    body = json.loads(build_notification(ended_run(SUCCEEDED)).to_json())
+    future = {**body, "version": "1.7", "surprise": 1, "query": {**body["query"], "new": "x"}}
+    assert validator.is_valid(future)
+    assert validator.is_valid({**body, "event": "SCHEDULE_SET"})  # a new event is additive
+    assert validator.is_valid({**body, "version": "1"})  # messages of contract 1.0
+    strict = jsonschema.Draft202012Validator(notification_schema(strict=True))
+    assert not strict.is_valid(future)
+    assert not strict.is_valid({**body, "event": "SCHEDULE_SET"})
+    assert not validator.is_valid({**body, "version": "2.0"})  # a breaking change is a major
+    assert not validator.is_valid({k: v for k, v in body.items() if k != "runId"})
+    assert "consumers must ignore keys they do not know" in notification_schema()["description"]
+
+
+def test_the_exact_schema_is_strict_about_unknown_keys_and_the_version() -> None:
+    schema = notification_schema(strict=True)
     body = json.loads(build_notification(ended_run(SUCCEEDED)).to_json())
     validator = jsonschema.Draft202012Validator(schema)
     assert not validator.is_valid({**body, "surprise": 1})

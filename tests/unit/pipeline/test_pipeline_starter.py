@@ -225,18 +225,25 @@ def test_iam_propagation_delay_is_retried_then_reported() -> None:
 def test_a_refused_start_ends_start_failed_and_is_notified() -> None:
     w = world()
     w.cleanrooms.start_failures = [
-        StartRefused("ValidationException (INVALID_QUERY)", "no such table")
+        StartRefused("ValidationException", "no such table", reason="INVALID_QUERY")
     ]
     result = start_run(upload(w), w.pipeline)
     assert result.outcome == "start_failed"
     [body] = w.publisher.bodies()
     assert body["event"] == "START_FAILED"
+    # the stable code and Clean Rooms' reason apart (contract 1.1)
     assert body["error"] == {
-        "code": "ValidationException (INVALID_QUERY)",
+        "code": "ValidationException",
+        "reason": "INVALID_QUERY",
         "message": "no such table",
         "retryable": False,
     }
-    assert body["query"] == {"membershipId": MEMBERSHIP, "attempt": 1, "maxAttempts": 2}
+    assert body["query"] == {
+        "membershipId": MEMBERSHIP,
+        "attempt": 1,
+        "maxAttempts": 2,
+        "resultPrefix": "s3://crq-results/daily/2026/01/05/",
+    }
     assert w.publisher.messages[0].subject == "crq: daily START_FAILED"
 
 

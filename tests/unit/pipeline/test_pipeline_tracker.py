@@ -57,7 +57,8 @@ def test_a_succeeded_query_is_notified_with_its_results() -> None:
         "membershipId": MEMBERSHIP,
     }
     body = w.publisher.bodies()[0]
-    assert body["version"] == "1" and body["event"] == "QUERY_SUCCEEDED"
+    assert body["version"] == "1.1" and body["event"] == "QUERY_SUCCEEDED"
+    assert body["runId"] == run.run_id
     assert body["notificationId"] == f"{run.run_id}:1:QUERY_SUCCEEDED"
     assert body["query"]["id"] == run.query_id and body["query"]["status"] == "SUCCESS"
     assert (body["query"]["attempt"], body["query"]["maxAttempts"]) == (1, 2)
@@ -71,6 +72,10 @@ def test_a_succeeded_query_is_notified_with_its_results() -> None:
     assert body["statistics"] == {
         "totalDurationInMillis": 61000,
         "billedResourceUtilization": {"units": 0.5},
+    }
+    assert body["cost"] == {
+        "attempts": [{"queryId": run.query_id, "status": "SUCCESS", "billedUnits": 0.5}],
+        "totalBilledUnits": 0.5,
     }
     assert "error" not in body and "errors" not in body and "reason" not in body
     stored = w.ledger.only()
@@ -458,7 +463,11 @@ def test_results_that_cannot_be_listed_do_not_hold_the_notification_back() -> No
     track_in_flight(w.pipeline)
     [body] = w.publisher.bodies()
     assert body["event"] == "QUERY_SUCCEEDED"
-    assert body["result"] == {"output": {"s3": {"location": f"s3://results/{run.query_id}/"}}}
+    # the files are not listed, and the notification says so rather than dropping the key
+    assert body["result"] == {
+        "output": {"s3": {"location": f"s3://results/{run.query_id}/"}},
+        "objectsNotListed": True,
+    }
 
 
 def test_a_query_already_cancelling_is_recorded_not_cancelled_again() -> None:
