@@ -23,7 +23,9 @@ def test_a_query_reads_only_the_tables_it_names(make_harness: MakeHarness) -> No
     # Given a collaboration whose impressions table cannot be read at all (its S3 object does
     # not exist; tables in S3 are fetched for each query that uses them)
     world = example_world()
-    [collaboration] = world["collaborations"]
+    collaboration = next(
+        c for c in world["collaborations"] if any(t["name"] == "impressions" for t in c["tables"])
+    )
     impressions = next(t for t in collaboration["tables"] if t["name"] == "impressions")
     impressions["path"] = "s3://crq-no-such-bucket/impressions.csv"
     h = make_harness(world)
