@@ -57,6 +57,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's account: the stack's ARNs
 MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"
+ACCOUNT_CALLER = "111111111111"  # the example collaboration's caller
 
 
 def spread(values: list[float], scale: float = 1.0, unit: str = "") -> str:
@@ -219,7 +220,12 @@ def _world(memberships: int) -> Any:
 
     source = ROOT / "examples" / "collaboration.yaml"
     world = yaml.safe_load(source.read_text())
-    [first] = world["collaborations"]
+    first = next(
+        c
+        for c in world["collaborations"]
+        if any(m["membershipId"] == MEMBERSHIP for m in c["members"])
+    )
+    world["collaborations"] = [first]  # the caller's own, and copies of it
     for _ in range(memberships - 1):
         other = copy.deepcopy(first)
         other["id"] = str(uuid.uuid4())
@@ -648,6 +654,8 @@ def engine_ratios(repeats: int = 9) -> None:
             ) -> None:
                 q = SimpleNamespace(
                     membership=membership,
+                    request={"sqlParameters": {"queryString": sql}},
+                    receivers=[ACCOUNT_CALLER],
                     bound=SimpleNamespace(sql=sql, values={}),
                     execution=Execution(),
                 )
