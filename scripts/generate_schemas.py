@@ -63,8 +63,14 @@ def spec_schema() -> dict[str, Any]:
     location_s3["keyPrefix"] = _templated(location_s3["keyPrefix"])
     locations |= {"contains": {"required": ["s3"]}, "minContains": 0, "maxContains": 1}
 
-    for name, prop in PipelineKeys.model_json_schema()["properties"].items():
-        props[name] = _without_null(prop)
+    pipeline = PipelineKeys.model_json_schema()
+    definitions = pipeline.get("$defs", {})
+    for name, prop in pipeline["properties"].items():
+        props[name] = _inlined(_without_null(prop), definitions)
+    expression = {"type": "string", "pattern": "^(cron|rate|at)\\(.*\\)$"}
+    schedule = props["schedule"]
+    schedule["anyOf"][0] = expression
+    schedule["anyOf"][1]["properties"]["expression"] |= expression
     notify = props["notify"]
     notify["propertyNames"] = {
         "pattern": NOTIFY_NAME_PATTERN,
@@ -90,16 +96,34 @@ def spec_schema() -> dict[str, Any]:
         "description": (
             "A crq spec file (YAML or JSON, UTF-8, at most 256 KiB): the StartProtectedQuery "
             "request of AWS Clean Rooms, verbatim, plus crq's keys name, maxRuntimeMinutes, "
-            "maxAttempts and notify. See docs/spec.md."
+            "maxAttempts, notify, schedule and timezone. See docs/spec.md."
         ),
         **schema,
     }
 
 
 def notification_schema() -> dict[str, Any]:
+    """A run's notification (crq.notifier) or a schedule change's (crq.schedule_notice)."""
     from crq.notifier import notification_schema as build
+    from crq.schedule_notice import schedule_notification_schema
 
-    return build()
+    run = build()
+    head = {key: run.pop(key) for key in ("$schema", "title", "description") if key in run}
+    definitions = run.pop("$defs", {})
+    schedule = schedule_notification_schema()
+    schedule_definitions = schedule.pop("$defs", {})
+    # The same compatibility policy as the run notification: unknown keys and any 1.x version.
+    for part in (schedule, *schedule_definitions.values()):
+        part.pop("additionalProperties", None)
+    schedule["properties"]["version"] = {"type": "string", "pattern": r"^1(\.[0-9]+)?$"}
+    definitions |= schedule_definitions
+    return {
+        **head,
+        "description": head.get("description", "")
+        + " Schedule changes (SCHEDULE_SET, SCHEDULE_REMOVED) have a body of their own.",
+        "anyOf": [{"$ref": "#/$defs/RunNotification"}, {"$ref": "#/$defs/ScheduleNotification"}],
+        "$defs": {**definitions, "RunNotification": run, "ScheduleNotification": schedule},
+    }
 
 
 # Every generated schema: (file name under schema/, generator). Add a contract here.
@@ -128,10 +152,28 @@ def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
     out = {key: value for key, value in prop.items() if key != "title"}
     branches = out.pop("anyOf", None)
     if branches is not None:
-        (kept,) = [branch for branch in branches if branch != {"type": "null"}]
-        out = {**kept, **out}
+        kept = [branch for branch in branches if branch != {"type": "null"}]
+        out = {**kept[0], **out} if len(kept) == 1 else {"anyOf": kept, **out}
         if out.get("default", 0) is None:
             del out["default"]
+    return out
+
+
+def _inlined(prop: Any, definitions: dict[str, Any]) -> Any:
+    """`prop` with pydantic's `$ref`s to `$defs` replaced by the definitions (minus titles)."""
+    if isinstance(prop, list):
+        return [_inlined(item, definitions) for item in prop]
+    if not isinstance(prop, dict):
+        return prop
+    ref = prop.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        target = definitions[ref.removeprefix("#/$defs/")]
+        return _inlined({k: v for k, v in target.items() if k != "title"}, definitions)
+    out = {key: _inlined(value, definitions) for key, value in prop.items()}
+    if isinstance(out.get("properties"), dict):
+        out["properties"] = {
+            name: _without_null(value) for name, value in out["properties"].items()
+        }
     return out
 
 

@@ -6,8 +6,10 @@
     crq engine --config FILE        the local Clean Rooms engine over HTTP
     crq sandbox [--config FILE]     the whole stack offline (moto + engine + handlers)
     crq demo                        the sandbox, the example specs, their notifications
-    crq status [--limit N]          recent runs from the ledger
+    crq status [--limit N] [--spec NAME] [--status WORD] [--since AGE] [--json]
+                                    recent runs from the ledger's Recent index
     crq watch QUERY_ID              a query's progress until it ends
+    crq schedules | trigger | backfill   spec schedules (cli_schedules.py)
 
 Commands that talk to AWS use boto3's usual configuration (the `export` lines the sandbox
 prints, or a profile); `--stack NAME` reads a deployed stack's outputs instead. Every failure
@@ -35,12 +37,16 @@ from botocore.exceptions import (
     EndpointConnectionError,
     NoCredentialsError,
     NoRegionError,
+    ParamValidationError,
     PartialCredentialsError,
     ProfileNotFound,
 )
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from crq_local import cli_guard
+from crq_local.cli_guard import PORT_MAX, PORT_MIN, finite_seconds, stack_name
 
 if TYPE_CHECKING:
     from crq.ledger import Run
@@ -65,6 +71,7 @@ app = typer.Typer(
 )
 # Piped into a file or a CI log, rich would assume 80 columns and crush the tables.
 _PIPED_WIDTH = None if sys.stdout.isatty() else 120
+STATUS_PIPED_WIDTH = 200  # crq status has seven columns, one of them an error message
 out = Console(highlight=False, width=_PIPED_WIDTH)
 err = Console(stderr=True, highlight=False, width=_PIPED_WIDTH)
 
@@ -114,6 +121,12 @@ def friendly_errors(command: Callable[P, R]) -> Callable[P, R]:
         except ClientError as exc:
             error = exc.response.get("Error", {})
             _die(f"{exc.operation_name} failed: {error.get('Code')}: {error.get('Message')}")
+        except ParamValidationError as exc:
+            _die(f"invalid request: {exc.kwargs.get('report', exc)}")
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            _die(f"{exc.filename}: {exc.strerror or exc}")
         except KeyboardInterrupt:
             _die("interrupted", 130)
 
@@ -122,7 +135,7 @@ def friendly_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 def _die(message: str, exit_code: int = EXIT_USAGE) -> NoReturn:
     # Text, not markup: messages quote user input, and `[...]` in it is not a style.
-    err.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+    cli_guard.print_error(err, message)
     raise typer.Exit(exit_code)
 
 
@@ -152,7 +165,9 @@ def _timings(pace: Pace) -> Timings:
 
 def _read(path: Path) -> bytes:
     try:
-        return path.read_bytes()
+        if not path.is_dir() and path.exists() and not path.is_file():
+            fail(f"{path}: not a regular file (a device, pipe or socket is not a spec file)")
+        return path.read_bytes()  # a regular file: the size error gives its real size
     except FileNotFoundError:
         fail(f"{path}: no such file")
     except IsADirectoryError:
@@ -174,7 +189,8 @@ def validate(
         ),
     ] = False,
     stack: Annotated[
-        str | None, typer.Option(help="With --online: a deployed stack's name.")
+        str | None,
+        typer.Option(help="With --online: a deployed stack's name.", callback=stack_name),
     ] = None,
 ) -> None:
     """Check spec files exactly as the start function will: every error, with its field path."""
@@ -199,8 +215,10 @@ def validate(
                 out.print(Text("✗ ", style="red") + Text(line), soft_wrap=True)
             bad += 1
         else:
+            note = cli_schedules.schedule_note(spec)
             out.print(
-                Text("✓ ", style="green") + Text(f"{path}: OK (spec {spec.name})"), soft_wrap=True
+                Text("✓ ", style="green") + Text(f"{path}: OK (spec {spec.name}{note})"),
+                soft_wrap=True,
             )
     if bad:
         out.print(f"{bad} of {len(files)} file{'s' if len(files) != 1 else ''} invalid")
@@ -299,7 +317,9 @@ def engine(
         Path, typer.Option("--config", metavar="FILE", help="The collaboration file.")
     ],
     host: Annotated[str, typer.Option(help="Loopback address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 4599,
+    port: Annotated[
+        int, typer.Option(help="Port (0 picks a free one).", min=PORT_MIN, max=PORT_MAX)
+    ] = 4599,
     pace: Annotated[Pace, typer.Option(help="How fast queries run.")] = Pace.demo,
 ) -> None:
     """Serve the local Clean Rooms engine over HTTP until Ctrl-C."""
@@ -325,12 +345,24 @@ def sandbox(
     config: Annotated[
         Path, typer.Option("--config", metavar="FILE", help="The collaboration file.")
     ] = DEFAULT_COLLABORATION,
-    port: Annotated[int, typer.Option(help="Port of the AWS endpoint (moto; 0: free).")] = 4566,
+    port: Annotated[
+        int,
+        typer.Option(help="Port of the AWS endpoint (moto; 0: free).", min=PORT_MIN, max=PORT_MAX),
+    ] = 4566,
     engine_port: Annotated[
-        int, typer.Option(help="Port of the Clean Rooms endpoint (0: free).")
+        int,
+        typer.Option(
+            help="Port of the Clean Rooms endpoint (0: free).", min=PORT_MIN, max=PORT_MAX
+        ),
     ] = 4599,
     tick: Annotated[
-        float, typer.Option(help="Seconds between ticks of the track schedule.", min=0.2)
+        float,
+        typer.Option(
+            help="Seconds between ticks of the track schedule.",
+            min=0.2,
+            max=3600,
+            callback=finite_seconds,
+        ),
     ] = 5.0,
     pace: Annotated[Pace, typer.Option(help="How fast the engine runs queries.")] = Pace.demo,
     template: Annotated[
@@ -426,44 +458,84 @@ def _duration(run: Run) -> str:
     return f"{ms / 1000:.1f} s" if ms is not None else ""
 
 
-def _status_of(run: Run) -> str:
-    if run.outcome is not None:
-        return run.outcome.event.value
-    return run.query_status or run.state.value
-
-
 @app.command()
 @friendly_errors
 def status(
-    limit: Annotated[int, typer.Option(help="How many runs, newest first.", min=1)] = 20,
+    limit: Annotated[int, typer.Option(help="How many runs, newest first.", min=1, max=1000)] = 20,
+    spec: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Only the runs of this spec name.")
+    ] = None,
+    status_: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            metavar="WORD",
+            help="Only runs whose status or state holds this word: failed, succeeded, "
+            "rejected, queued, running, ended, or a full status such as QUERY_FAILED.",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            metavar="AGE|TIME",
+            help="Only runs created since: an age (90m, 12h, 7d, 2w) or an ISO 8601 time.",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON array of runs, for scripts.")
+    ] = False,
     stack: Annotated[
-        str | None, typer.Option(help="A deployed stack's name (default: CRQ_TABLE_NAME).")
+        str | None,
+        typer.Option(
+            help="A deployed stack's name (default: CRQ_TABLE_NAME).", callback=stack_name
+        ),
     ] = None,
 ) -> None:
-    """Recent runs from the ledger: spec, status, query id, started, duration, CRPU units."""
-    runs = _ledger(stack).recent(limit)
+    """Recent runs from the ledger's Recent index: spec, status, query id, started, duration,
+    CRPU units, and why a run failed."""
+    from crq_local import run_view
+
+    now = datetime.now(UTC)
+    try:
+        floor = run_view.parse_since(since, now) if since is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    ledger = _ledger(stack)
+    runs = run_view.select(ledger.iter_recent(spec=spec, since=floor, now=now), limit, status_)
+    if as_json:
+        print(json.dumps([run_view.as_json(run) for run in runs], indent=2))
+        return
     if not runs:
-        out.print("no runs yet: upload a spec under specs/ in the specs bucket")
+        filtered = spec is not None or status_ is not None or since is not None
+        out.print(
+            "no runs match these filters"
+            if filtered
+            else "no runs yet: upload a spec under specs/ in the specs bucket"
+        )
         return
     table = Table(title=f"crq: {len(runs)} most recent run{'s' if len(runs) != 1 else ''}")
     table.add_column("spec", overflow="fold")
-    table.add_column("status", overflow="fold")
-    # Never shortened: a query id is what `crq watch` and the AWS console take.
+    # Never shortened: a status is what --status takes, a query id what `crq watch` takes.
+    table.add_column("status", no_wrap=True)
     table.add_column("query id", no_wrap=True, min_width=36)
-    table.add_column("started", overflow="fold")
-    table.add_column("duration", justify="right")
-    table.add_column("CRPU units", justify="right")
+    table.add_column("started", no_wrap=True)
+    table.add_column("duration", justify="right", no_wrap=True)
+    table.add_column("CRPU units", justify="right", no_wrap=True)
+    table.add_column("error", overflow="fold", ratio=1)
     for run in runs:
         units = run.outcome.crpu_units if run.outcome else None
         table.add_row(
             run.spec_name,
-            _status_of(run),
+            run_view.status_of(run),
             run.query_id or "",
             _when(run.query_create_time or run.created_at),
             _duration(run),
             f"{units:g}" if units is not None else "",
+            Text(run_view.error_of(run), style="red"),
         )
-    out.print(table)
+    # Piped (a script, a CI log), nothing wraps lines: one run per line, however wide.
+    shown = out if out.is_terminal else Console(highlight=False, width=STATUS_PIPED_WIDTH)
+    shown.print(table)
 
 
 def _find_membership(query_id: str, stack: str | None, cleanrooms: Any) -> str:
@@ -501,13 +573,21 @@ def watch(
     membership: Annotated[
         str | None, typer.Option(help="Membership id (default: found from the ledger).")
     ] = None,
-    stack: Annotated[str | None, typer.Option(help="A deployed stack's name.")] = None,
-    interval: Annotated[float, typer.Option(help="Seconds between polls.", min=0.2)] = 1.0,
+    stack: Annotated[
+        str | None, typer.Option(help="A deployed stack's name.", callback=stack_name)
+    ] = None,
+    interval: Annotated[
+        float,
+        typer.Option(help="Seconds between polls.", min=0.2, max=3600, callback=finite_seconds),
+    ] = 1.0,
 ) -> None:
     """Follow a protected query until it ends; exit 0 if it succeeded, 1 otherwise."""
     from rich.live import Live
     from rich.spinner import Spinner
 
+    cli_guard.check_ids(protectedQueryIdentifier=query_id)
+    if membership is not None:
+        cli_guard.check_ids(protectedQueryIdentifier=query_id, membershipIdentifier=membership)
     cleanrooms = _client("cleanrooms")
     membership_id = membership or _find_membership(query_id, stack, cleanrooms)
     started = time.monotonic()
@@ -554,9 +634,15 @@ def _print_query(query: dict[str, Any]) -> None:
         out.print(f"  {query['error'].get('code')}: {query['error'].get('message')}", markup=False)
 
 
-def main() -> None:
-    """The `crq` console script."""
-    app(prog_name="crq")
+# Commands kept in modules of their own.
+from crq_local import cli_schedules  # noqa: E402  (needs the helpers above)
+
+cli_schedules.register(app, sys.modules[__name__])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `crq` console script: one line on stderr for any failure, never a traceback."""
+    sys.exit(cli_guard.run(app, argv, err))
 
 
 if __name__ == "__main__":  # `python -m crq_local.cli`, as `crq demo` starts the sandbox

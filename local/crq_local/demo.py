@@ -14,6 +14,7 @@ import csv
 import io
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -22,15 +23,18 @@ import threading
 import time
 import tomllib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
+import yaml
 from rich.console import Console, Group
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from crq.apimodel import ROOT_LOCATION
 from crq_local.sandbox.consumer import subscribe_queue
 from crq_local.sandbox.exports import READY_MARKER, parse_exports
 from crq_local.sandbox.notifications import (
@@ -58,11 +62,16 @@ class Expectation:
     file: str
     expect: str
     timeout_seconds: float = DEFAULT_SPEC_TIMEOUT_SECONDS
+    fire_in_seconds: float | None = None  # scheduled: at() this far ahead of the upload
     note: str = ""  # issue 11: what to notice about this run, shown under its notification
 
     @property
     def key(self) -> str:
         return f"specs/{self.file}"
+
+    @property
+    def wait_seconds(self) -> float:
+        return self.timeout_seconds + (self.fire_in_seconds or 0)
 
 
 @dataclass
@@ -71,12 +80,11 @@ class Outcome:
     uploaded_at: float = 0.0
     notification: ReceivedNotification | None = None
     arrived_at: float | None = None
+    schedule_notice: ReceivedNotification | None = None  # SCHEDULE_SET, for scheduled specs
 
     def waiting(self, now: float) -> bool:
         """Still expecting its notification: none yet, and its time limit not passed."""
-        return (
-            self.notification is None and now < self.uploaded_at + self.expectation.timeout_seconds
-        )
+        return self.notification is None and now < self.uploaded_at + self.expectation.wait_seconds
 
     @property
     def ok(self) -> bool:
@@ -96,6 +104,7 @@ def load_manifest(specs_dir: Path) -> list[Expectation]:
             file=str(entry["file"]),
             expect=str(entry["expect"]),
             timeout_seconds=float(entry.get("timeout_seconds", DEFAULT_SPEC_TIMEOUT_SECONDS)),
+            fire_in_seconds=float(entry["fire_in_seconds"]) if "fire_in_seconds" in entry else None,
             note=str(entry.get("note", "")),  # issue 11
         )
         if not (specs_dir / expectation.file).is_file():
@@ -291,12 +300,16 @@ def _upload_and_wait(
         tasks = {}
         for expectation in expectations:
             body = (specs_dir / expectation.file).read_bytes()
+            note = f"  (expects {expectation.expect})"
+            if expectation.fire_in_seconds is not None:
+                body, at = scheduled_soon(body, expectation.fire_in_seconds)
+                note = f"  (schedule: {at}; expects {expectation.expect} when it fires)"
             s3.put_object(Bucket=bucket, Key=expectation.key, Body=body)
             outcomes[expectation.key].uploaded_at = time.monotonic()
             console.print(
                 Text("uploaded ", style="dim")
                 + Text(f"s3://{bucket}/{expectation.key}")
-                + Text(f"  (expects {expectation.expect})", style="dim")
+                + Text(note, style="dim")
             )
             tasks[expectation.key] = progress.add_task(
                 f"{expectation.file}: waiting for {expectation.expect}", total=1
@@ -315,6 +328,9 @@ def _upload_and_wait(
                 notification = parse_sns_message(message["Body"])
                 outcome = outcomes.get(notification.spec_key)
                 console.print(compact_line(notification), soft_wrap=True)
+                if outcome is not None and notification.event.startswith("SCHEDULE_"):
+                    outcome.schedule_notice = notification  # set; the run comes when it fires
+                    continue
                 if outcome is None or outcome.notification is not None:
                     continue  # not one of ours, or a duplicate delivery
                 outcome.notification = notification
@@ -330,11 +346,27 @@ def _upload_and_wait(
     return list(outcomes.values())
 
 
+def scheduled_soon(body: bytes, seconds: float) -> tuple[bytes, str]:
+    """The spec with `schedule:` set to at() `seconds` from now, on the spec's zone's clock."""
+    from zoneinfo import ZoneInfo
+
+    document = yaml.safe_load(body)
+    zone = ZoneInfo(document.get("timezone") or "UTC")
+    when = (datetime.now(UTC) + timedelta(seconds=seconds)).astimezone(zone)
+    at = f"at({when:%Y-%m-%dT%H:%M:%S})"
+    text, count = re.subn(r"(?m)^schedule:.*$", f"schedule: {at}", body.decode("utf-8"))
+    if count != 1:
+        raise DemoFailed("a spec with fire_in_seconds needs one `schedule:` line")
+    return text.encode("utf-8"), f"{at} {zone.key}"
+
+
 def _details(console: Console, s3: Any, notification: ReceivedNotification) -> None:
     """What a subscriber would look at next: the errors, or the first rows of the result."""
     for error in notification.errors:
+        field = str(error.get("field") or "")
         console.print(
-            Text(f"    {error.get('field') or '<root>'}: ", style="magenta")
+            Text("    ")
+            + Text(f"{field or ROOT_LOCATION}: ", style="magenta")
             + Text(str(error.get("message", ""))),
             soft_wrap=True,
         )
@@ -389,10 +421,11 @@ def _summary(console: Console, outcomes: list[Outcome]) -> None:
         return
     table = Table(title="crq demo: how each run ended", title_justify="left")
     table.add_column("spec", no_wrap=True)
-    table.add_column("event", no_wrap=True)
+    table.add_column("event", no_wrap=True, min_width=15)
     table.add_column("query", no_wrap=True)
     table.add_column("duration", justify="right", no_wrap=True)
-    table.add_column("result", no_wrap=True, overflow="ellipsis", max_width=48)
+    table.add_column("trigger", no_wrap=True)
+    table.add_column("result", no_wrap=True, overflow="ellipsis", max_width=32)
     for outcome in outcomes:
         notification = outcome.notification
         expected = outcome.expectation.expect
@@ -400,6 +433,7 @@ def _summary(console: Console, outcomes: list[Outcome]) -> None:
             table.add_row(
                 outcome.expectation.file,
                 Text(f"nothing (expected {expected})", style="red"),
+                "",
                 "",
                 "",
                 "",
@@ -414,9 +448,25 @@ def _summary(console: Console, outcomes: list[Outcome]) -> None:
             event,
             (notification.query_id or "")[:8],  # the full id is in the line printed above
             f"{duration_ms / 1000:.1f} s" if duration_ms is not None else "",
+            _trigger(outcome),
             _result(notification),
         )
     console.print(Group(Text(""), table))
+
+
+def _trigger(outcome: Outcome) -> str:
+    """`upload`, or `at 15:04:05 CET`: when the schedule fired, on the spec's clock."""
+    assert outcome.notification is not None
+    trigger = outcome.notification.body.get("trigger", {})
+    if trigger.get("type") != "schedule":
+        return "upload"
+    from zoneinfo import ZoneInfo
+
+    notice = outcome.schedule_notice
+    zone_name = notice.body.get("schedule", {}).get("timezone") if notice else None
+    fired = datetime.fromisoformat(str(trigger.get("time")).replace("Z", "+00:00"))
+    local = fired.astimezone(ZoneInfo(zone_name or "UTC"))
+    return f"at {local:%H:%M:%S %Z}"
 
 
 def _result(notification: ReceivedNotification) -> str:

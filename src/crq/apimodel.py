@@ -32,7 +32,21 @@ class FieldError:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.field or '<root>'}: {self.message}"
+        return located(self.field, self.message)
+
+
+# Where a problem of the whole file is: said in words, never as an empty field path.
+ROOT_LOCATION = "the file"
+
+
+def located(field: str, message: str) -> str:
+    """`field: message`; for the whole file, `the file: message` (or the message alone when it
+    already says `the file ...`)."""
+    if field:
+        return f"{field}: {message}"
+    if message.startswith(ROOT_LOCATION):
+        return message
+    return f"{ROOT_LOCATION}: {message}"
 
 
 @lru_cache(maxsize=1)
@@ -176,7 +190,31 @@ def _check_string(s: Shape, value: str, path: str, errors: list[FieldError]) -> 
         return  # one error per field: a wrong length says enough
     pattern = s.metadata.get("pattern")
     if pattern is not None and not compiled_pattern(pattern).fullmatch(value):
-        errors.append(FieldError(path, f"must match the pattern {pattern}"))
+        words = PATTERN_WORDS.get(s.name)
+        errors.append(FieldError(path, words or f"must match the pattern {pattern}"))
+
+
+# The model's patterns a user meets most, in words (the raw regex of a bucket name is 90
+# characters of lookaheads). Keyed by shape name; other patterns are quoted as they are.
+PATTERN_WORDS = {
+    "ProtectedQueryS3OutputConfigurationBucketString": (
+        "is not a valid S3 bucket name: use lowercase letters, digits, '-' and '.', starting "
+        "and ending with a letter or digit (the name alone: not an s3:// URI, not an IP address)"
+    ),
+    "MembershipIdentifier": (
+        "must be a membership id: a lowercase UUID such as 6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10 "
+        "(not the membership's ARN)"
+    ),
+    "UUID": "must be a lowercase UUID such as 6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10",
+    "KeyPrefix": (
+        "may hold only letters, digits and _ ! . = * / - (no spaces, colons or other characters)"
+    ),
+    "AccountId": "must be an AWS account id: digits only",
+    "AnalysisTemplateArn": (
+        "must be an analysis template ARN: arn:aws:cleanrooms:<region>:<account id>:"
+        "membership/<membership id>/analysistemplate/<template id>"
+    ),
+}
 
 
 def _check_range(s: Shape, value: float, path: str, errors: list[FieldError]) -> None:

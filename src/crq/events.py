@@ -76,6 +76,19 @@ class SpecUploaded:
     size: int | None
     time: datetime
     event_id: str
+    sequencer: str | None = None  # S3's order of events on one key (docs/design.md)
+
+
+@dataclass(frozen=True)
+class SpecDeleted:
+    """An object under the specs prefix was deleted (its schedule, if any, goes with it)."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    time: datetime
+    event_id: str
+    sequencer: str | None
 
 
 @dataclass(frozen=True)
@@ -112,7 +125,7 @@ class QueryChanged:
 TrackRequest = TrackAll | QueryChanged
 
 
-def parse_start_event(event: Mapping[str, Any]) -> StartTrigger:
+def parse_start_event(event: Mapping[str, Any]) -> StartTrigger | SpecDeleted:
     if "specKey" in event:
         scheduled = parse(event=dict(event), model=SchedulerInput)
         return SpecScheduled(
@@ -124,9 +137,18 @@ def parse_start_event(event: Mapping[str, Any]) -> StartTrigger:
     from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 
     uploaded = parse(event=dict(event), model=S3EventNotificationEventBridgeModel)
+    obj = uploaded.detail.object
+    if uploaded.source == "aws.s3" and uploaded.detail_type == "Object Deleted":
+        return SpecDeleted(
+            bucket=uploaded.detail.bucket.name,
+            key=obj.key,
+            version_id=obj.version_id if obj.version_id not in (None, "", "null") else None,
+            time=uploaded.time,
+            event_id=uploaded.id,
+            sequencer=obj.sequencer or None,
+        )
     if uploaded.source != "aws.s3" or uploaded.detail_type != "Object Created":
         return NotOurs(f"{uploaded.source} {uploaded.detail_type}")
-    obj = uploaded.detail.object
     return SpecUploaded(
         bucket=uploaded.detail.bucket.name,
         key=obj.key,
@@ -135,6 +157,7 @@ def parse_start_event(event: Mapping[str, Any]) -> StartTrigger:
         size=int(obj.size) if obj.size is not None else None,
         time=uploaded.time,
         event_id=uploaded.id,
+        sequencer=obj.sequencer or None,
     )
 
 

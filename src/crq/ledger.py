@@ -282,6 +282,16 @@ class Ledger(Protocol):
         per-membership index, narrow rows): its cost does not grow with other memberships."""
         ...
 
+    # --- spec name claims (crq.spec_names; issue 13) ---
+    def claim_spec_name(self, name: str, spec_key: str, now: datetime) -> str | None:
+        """Claim `name` for `spec_key` unless another key holds it: None when claimed (or
+        already held by `spec_key`), else the key holding it."""
+        ...
+
+    def pass_spec_name(self, name: str, owner: str, spec_key: str, now: datetime) -> None:
+        """Give `name` to `spec_key` if `owner` still holds it; otherwise change nothing."""
+        ...
+
     def add_billed_units(self, day: str, query_id: str, units: float) -> None:
         """Count a query's billed CRPU hours against `day` (YYYY-MM-DD, UTC), once per query
         id however often it is called."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from typing import Literal
 
@@ -82,16 +82,18 @@ _FORBIDDEN_IN_FORMAT = frozenset("{}|'\n\r\t")
 
 @dataclass(frozen=True, slots=True)
 class RenderContext:
-    """What placeholders are rendered from: the run's time (UTC), the spec's name, the trigger."""
+    """What placeholders are rendered from: the run's time, seen in the spec's zone (UTC unless
+    the spec has `timezone:`), the spec's name, the trigger."""
 
     run_time: datetime
     spec_name: str
     trigger: str
+    zone: tzinfo = UTC
 
     def __post_init__(self) -> None:
         if self.run_time.tzinfo is None or self.run_time.utcoffset() is None:
             raise ValueError("run_time must be timezone-aware")
-        object.__setattr__(self, "run_time", self.run_time.astimezone(UTC))
+        object.__setattr__(self, "run_time", self.run_time.astimezone(self.zone))
 
     @property
     def run_date(self) -> date:
@@ -147,6 +149,16 @@ class Offset:
     def delta(self) -> timedelta:
         return UNITS[self.unit] * (self.sign * self.amount)
 
+    def apply(self, value: datetime | date) -> datetime | date:
+        """Weeks and days move the calendar (06:00 stays 06:00 across a DST change); hours and
+        minutes are elapsed time."""
+        if not isinstance(value, datetime) or value.tzinfo is UTC:
+            return value + self.delta
+        zone = value.tzinfo
+        if self.unit in DATE_UNITS:
+            return (value + self.delta).astimezone(UTC).astimezone(zone)
+        return (value.astimezone(UTC) + self.delta).astimezone(zone)
+
 
 @dataclass(frozen=True, slots=True)
 class Placeholder:
@@ -165,7 +177,7 @@ class Placeholder:
             return value
         try:
             for offset in self.offsets:
-                value = value + offset.delta
+                value = offset.apply(value)
         except OverflowError:
             raise TemplateError(
                 [TemplateIssue(self.position, self.text, "the offset leaves the calendar")]
@@ -173,7 +185,7 @@ class Placeholder:
         if self.format is not None:
             return "".join(_format_chunk(value, chunk) for chunk in self.format)
         if isinstance(value, datetime):  # not strftime: %Y is not zero-padded everywhere
-            return f"{value.date().isoformat()}T{value:%H:%M:%S}Z"
+            return f"{value.date().isoformat()}T{value:%H:%M:%S}{_offset_text(value)}"
         return value.isoformat()
 
 
@@ -479,6 +491,16 @@ def _format_chunk(value: datetime | date, chunk: str) -> str:
             return f"{value.minute:02d}"
         case _:
             return f"{value.second:02d}"
+
+
+def _offset_text(value: datetime) -> str:
+    """`Z` in UTC, else the zone's offset at that moment (`+02:00`)."""
+    offset = value.utcoffset()
+    if value.tzinfo is UTC or not offset:
+        return "Z"
+    minutes = int(offset.total_seconds()) // 60
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def _where(value: str, position: int) -> str:

@@ -59,6 +59,12 @@ def format_of(source: str) -> str | None:
     return SUFFIXES.get(name[dot:].lower()) if dot > 0 else None
 
 
+def too_large(size: int | None) -> str:
+    """The size error, one wording wherever the size is checked (here, the S3 adapter)."""
+    actual = f"{size} bytes" if size is not None else f"over {MAX_SPEC_BYTES} bytes"
+    return f"the file is {actual}; a spec file has at most {MAX_SPEC_BYTES} bytes (256 KiB)"
+
+
 def load_document(data: bytes, source: str) -> dict[str, Any]:
     """Parse a spec file's bytes into a mapping of plain values, or raise DocumentInvalid."""
     kind = format_of(source)
@@ -86,7 +92,7 @@ def _decode(data: bytes) -> str:
     if not data:
         raise fail("the file is empty")
     if len(data) > MAX_SPEC_BYTES:
-        raise fail(f"the file has {len(data)} bytes; a spec file has at most {MAX_SPEC_BYTES}")
+        raise fail(too_large(len(data)))
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise fail("the file is UTF-16 text; save it as UTF-8")
     if data.startswith(codecs.BOM_UTF8):
@@ -170,6 +176,7 @@ class _YamlReader:
         self.root: Any = None
         self.documents = 0
         self.values = 0
+        self.anchor_refused = False
 
     def error(self, path: str, message: str) -> None:
         self.errors.append(FieldError(path, message))
@@ -229,6 +236,10 @@ class _YamlReader:
                 raise _Stop
 
     def refuse_anchor(self, event: events.Event) -> None:
+        # One message for the problem: an alias bomb holds dozens of them, all the same.
+        if self.anchor_refused:
+            return
+        self.anchor_refused = True
         where = _at(event.start_mark)
         self.error(self.child_path(), f"YAML anchors and aliases are not allowed ({where})")
 

@@ -45,6 +45,18 @@ class Settings(BaseModel):
         le=MAX_QUERY_CAP,
         json_schema_extra={"env": "CRQ_MEMBERSHIP_QUERY_CAP"},
     )
+    # Spec-declared schedules (docs/spec.md, "Schedules"). The group, role, target and DLQ are
+    # the start function's only (template.yaml): empty elsewhere, and a scheduled spec uploaded
+    # without them fails the invocation by name (crq.schedule_sync).
+    min_schedule_interval_minutes: int = Field(
+        60, ge=0, le=527_040, json_schema_extra={"env": "CRQ_MIN_SCHEDULE_INTERVAL_MINUTES"}
+    )
+    schedule_group: str = Field("", json_schema_extra={"env": "CRQ_SCHEDULE_GROUP"})
+    scheduler_role_arn: str = Field("", json_schema_extra={"env": "CRQ_SCHEDULER_ROLE_ARN"})
+    schedule_target_arn: str = Field("", json_schema_extra={"env": "CRQ_SCHEDULE_TARGET_ARN"})
+    schedule_dead_letter_arn: str = Field(
+        "", json_schema_extra={"env": "CRQ_SCHEDULE_DEAD_LETTER_ARN"}
+    )
     # ---- preflight and the cost guard (docs/preflight.md) ----
     # The stack's MembershipIds, ResultBucketNames and AnalysisTemplateArns parameters.
     membership_ids: tuple[str, ...] = Field((), json_schema_extra={"env": "CRQ_MEMBERSHIP_IDS"})

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -35,6 +35,8 @@ from crq.render import (
     parse_template,
 )
 from crq.safe_load import DocumentInvalid, capped, load_document
+from crq.schedule import ScheduleError, build_schedule, shortest_interval, zone_of
+from crq.spec_names import DEFAULT_NAME_PATTERN, DEFAULT_NAME_RULE, default_name_for_path
 
 REQUEST_SHAPE = "StartProtectedQueryInput"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -42,6 +44,9 @@ NAME_RULE = "a letter or digit, then letters, digits, '.', '_' or '-', at most 1
 MAX_RUNTIME_MINUTES = 10_080  # one week
 MAX_ATTEMPTS = 5
 DEFAULT_MAX_ATTEMPTS = 2  # one retry
+# The stack's MinScheduleIntervalMinutes default: a spec may not start a query more often.
+DEFAULT_MIN_SCHEDULE_INTERVAL_MINUTES = 60
+MAX_FLEXIBLE_WINDOW_MINUTES = 1440  # Scheduler's MaximumWindowInMinutes
 
 # SNS message attributes crq sets itself (crq.notifier.RESERVED_ATTRIBUTES; a test keeps them
 # equal: importing the notifier here would make loading a spec pull in Powertools).
@@ -76,9 +81,7 @@ class SpecInvalid(CrqError):
         super().__init__("\n".join(self.lines()))
 
     def lines(self) -> list[str]:
-        return [
-            f"{self.source}: {error.field or '<root>'}: {error.message}" for error in self.errors
-        ]
+        return [f"{self.source}: {error}" for error in self.errors]
 
 
 # ---- pipeline keys ---------------------------------------------------------------------------
@@ -123,6 +126,34 @@ NotifyValue = Annotated[
 ]
 
 
+class ScheduleKeys(BaseModel):
+    """`schedule:` as a mapping, for the options beyond the expression."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    expression: str = Field(description="cron(...), rate(...) or at(...), as Scheduler reads it.")
+    start: str | None = Field(
+        None,
+        description="ISO 8601 date-time before which it does not fire (without an offset: in "
+        "the spec's timezone).",
+    )
+    end: str | None = Field(
+        None,
+        description="ISO 8601 date-time after which it does not fire (without an offset: in the "
+        "spec's timezone).",
+    )
+    flexibleWindowMinutes: Annotated[int, Field(ge=1, le=MAX_FLEXIBLE_WINDOW_MINUTES)] | None = (
+        Field(
+            None,
+            description="Let Scheduler fire up to this many minutes late (spreads load). "
+            "Default: off, it fires on time.",
+        )
+    )
+    runOnUpload: bool = Field(
+        False, description="Also run once when the spec is uploaded. Default: false."
+    )
+
+
 class PipelineKeys(BaseModel):
     """The keys a spec file adds to the StartProtectedQuery request."""
 
@@ -130,7 +161,9 @@ class PipelineKeys(BaseModel):
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)] | None = Field(
         None,
-        description="The spec's name in notifications and the ledger. Default: the file's stem.",
+        description="The spec's name in notifications and the ledger, unique among live "
+        "specs. Default: the spec's key under the specs prefix without its extension "
+        "(specs/team-a/weekly.yaml -> team-a/weekly).",
     )
     maxRuntimeMinutes: Annotated[int, Field(ge=1, le=MAX_RUNTIME_MINUTES)] | None = Field(
         None,
@@ -148,9 +181,33 @@ class PipelineKeys(BaseModel):
             "subscription filter policies.",
         )
     )
+    schedule: str | ScheduleKeys | None = Field(
+        None,
+        description="Run the spec on an EventBridge Scheduler schedule: cron(...), rate(...) or "
+        "at(...), or a mapping with expression and options. An upload then sets the schedule "
+        "and runs nothing unless runOnUpload is true.",
+        examples=["cron(0 6 ? * MON *)"],
+    )
+    timezone: str | None = Field(
+        None,
+        description="IANA time zone (e.g. Europe/Berlin) the schedule fires in and placeholders "
+        "render in. Default: UTC.",
+    )
 
 
 PIPELINE_KEYS = tuple(PipelineKeys.model_fields)
+
+
+class SpecSchedule(BaseModel):
+    """The spec's schedule, checked: what crq creates in EventBridge Scheduler."""
+
+    model_config = ConfigDict(frozen=True, strict=True)
+
+    expression: str
+    start: datetime | None = None
+    end: datetime | None = None
+    flexible_window_minutes: int | None = None
+    run_on_upload: bool = False
 
 
 # ---- the request: the StartProtectedQuery shapes, typed -----------------------------------
@@ -233,13 +290,17 @@ class Spec(_Shape):
     maxRuntimeMinutes: int | None = None
     maxAttempts: int = DEFAULT_MAX_ATTEMPTS
     notify: dict[str, str] = Field(default_factory=dict)
+    schedule: SpecSchedule | None = None
+    timezone: str = "UTC"
 
     def request_template(self) -> dict[str, Any]:
         """The StartProtectedQuery request as written, placeholders unrendered."""
         return self.model_dump(include=set(request_keys()), exclude_none=True)
 
     def render_context(self, run_time: datetime, trigger: str) -> RenderContext:
-        return RenderContext(run_time=run_time, spec_name=self.name, trigger=trigger)
+        return RenderContext(
+            run_time=run_time, spec_name=self.name, trigger=trigger, zone=zone_of(self.timezone)
+        )
 
 
 def request_keys() -> tuple[str, ...]:
@@ -250,8 +311,19 @@ def request_keys() -> tuple[str, ...]:
 # ---- the use cases --------------------------------------------------------------------------
 
 
-def load_spec(data: bytes, source: str) -> Spec:
-    """A spec file's bytes to a Spec; raises SpecInvalid listing every problem found."""
+def load_spec(
+    data: bytes,
+    source: str,
+    *,
+    default_name: str | None = None,
+    min_schedule_interval_minutes: int = DEFAULT_MIN_SCHEDULE_INTERVAL_MINUTES,
+) -> Spec:
+    """A spec file's bytes to a Spec; raises SpecInvalid listing every problem found.
+
+    `default_name` is the name when the file sets none (the start function passes the key
+    under the specs prefix, crq.spec_names); by default it is derived from `source`.
+    `min_schedule_interval_minutes` (the stack's MinScheduleIntervalMinutes; 0: no limit)
+    refuses a schedule that would fire more often."""
     try:
         document = load_document(data, source)
     except DocumentInvalid as exc:
@@ -273,12 +345,14 @@ def load_spec(data: bytes, source: str) -> Spec:
     errors.extend(misplaced)
     skip = {error.field for error in misplaced}
     pipeline_errors: list[FieldError] = []
-    pipeline = _pipeline_keys(known, source, pipeline_errors)
+    pipeline = _pipeline_keys(known, default_name or default_name_for_path(source), pipeline_errors)
     errors.extend(error for error in pipeline_errors if error.field not in skip)
+
+    schedule, zone = _schedule(pipeline, min_schedule_interval_minutes, pipeline_errors, errors)
 
     request = {key: value for key, value in known.items() if key in request_members}
     request.setdefault("type", "SQL")
-    probe = RenderContext(PROBE_TIME, pipeline.name or "spec", PROBE_TRIGGER)
+    probe = RenderContext(PROBE_TIME, pipeline.name or "spec", PROBE_TRIGGER, zone_of(zone))
     _checked_render(request, probe, errors, skip=skip)
 
     if errors:
@@ -292,6 +366,8 @@ def load_spec(data: bytes, source: str) -> Spec:
                 "maxRuntimeMinutes": pipeline.maxRuntimeMinutes,
                 "maxAttempts": pipeline.maxAttempts,
                 "notify": pipeline.notify,
+                "schedule": schedule,
+                "timezone": zone,
             }
         )
     except ValidationError as exc:  # the typed shapes lag the botocore model: say which member
@@ -326,31 +402,120 @@ def redacted_request(request: dict[str, Any]) -> dict[str, Any]:
 # ---- helpers --------------------------------------------------------------------------------
 
 
-def _pipeline_keys(document: dict[str, Any], source: str, errors: list[FieldError]) -> PipelineKeys:
+def _pipeline_keys(
+    document: dict[str, Any], default_name: str, errors: list[FieldError]
+) -> PipelineKeys:
     """Validate the pipeline keys; on errors, record them and return the defaults."""
     given = {key: document[key] for key in PIPELINE_KEYS if key in document}
     for key, value in list(given.items()):
         if value is None:
             errors.append(FieldError(key, "is empty (null); remove it to use the default"))
             del given[key]
+    if "schedule" in given and not isinstance(given["schedule"], str | dict):
+        errors.append(
+            FieldError(
+                "schedule",
+                "must be an expression such as cron(0 6 ? * MON *), or a mapping with "
+                "expression (and start, end, flexibleWindowMinutes, runOnUpload)",
+            )
+        )
+        del given["schedule"]
     try:
         keys = PipelineKeys.model_validate(given)
     except ValidationError as exc:
         errors.extend(_pydantic_errors(exc))
         keys = PipelineKeys()
     if keys.name is None and "name" not in given:
-        stem = file_stem(source)
-        if re.fullmatch(NAME_PATTERN, stem):
-            keys = keys.model_copy(update={"name": stem})
+        if re.fullmatch(DEFAULT_NAME_PATTERN, default_name):
+            keys = keys.model_copy(update={"name": default_name})
         else:
             errors.append(
                 FieldError(
                     "name",
-                    f"the file name does not make a valid spec name ({NAME_RULE}); "
+                    f"the file name does not make a valid spec name ({DEFAULT_NAME_RULE}); "
                     "set name explicitly",
                 )
             )
     return keys
+
+
+def _schedule(
+    keys: PipelineKeys,
+    min_interval_minutes: int,
+    found: list[FieldError],
+    errors: list[FieldError],
+) -> tuple[SpecSchedule | None, str]:
+    """The checked schedule and zone name; problems go to `errors` (fields already reported
+    by the key checks in `found` are not checked again)."""
+    reported = {error.field.split(".")[0] for error in found}
+    zone = "UTC"
+    zone_ok = "timezone" not in reported
+    if keys.timezone is not None and zone_ok:
+        try:
+            zone_of(keys.timezone)
+            zone = keys.timezone
+        except ScheduleError as exc:
+            errors.append(FieldError("timezone", str(exc)))
+            zone_ok = False
+    if keys.schedule is None or "schedule" in reported:
+        return None, zone
+    given = keys.schedule
+    options = given if isinstance(given, ScheduleKeys) else ScheduleKeys(expression=given)
+    where = "schedule.expression" if isinstance(given, ScheduleKeys) else "schedule"
+    before = len(errors)
+    start = _instant(options.start, zone, "schedule.start", errors)
+    end = _instant(options.end, zone, "schedule.end", errors)
+    if len(errors) > before or not zone_ok:
+        return None, zone
+    try:
+        built = build_schedule(options.expression, zone, start=start, end=end)
+    except ScheduleError as exc:
+        field = "schedule.end" if "end must be after" in str(exc) else where
+        errors.append(FieldError(field, str(exc)))
+        return None, zone
+    gap = shortest_interval(built.expression, (start or datetime.now(UTC)).date())
+    if min_interval_minutes and gap is not None and gap < timedelta(minutes=min_interval_minutes):
+        errors.append(
+            FieldError(
+                where,
+                f"fires every {_minutes(gap)} at its most frequent; this stack allows at most "
+                f"one run every {_minutes(timedelta(minutes=min_interval_minutes))} "
+                "(MinScheduleIntervalMinutes)",
+            )
+        )
+        return None, zone
+    return (
+        SpecSchedule(
+            expression=options.expression,
+            start=start,
+            end=end,
+            flexible_window_minutes=options.flexibleWindowMinutes,
+            run_on_upload=options.runOnUpload,
+        ),
+        zone,
+    )
+
+
+def _instant(text: str | None, zone: str, field: str, errors: list[FieldError]) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        errors.append(FieldError(field, "must be an ISO 8601 date-time, e.g. 2027-01-31T06:00:00"))
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zone_of(zone))
+    return value.astimezone(UTC)
+
+
+def _minutes(gap: timedelta) -> str:
+    minutes = int(gap.total_seconds() // 60)
+    if minutes % 1440 == 0:
+        return f"{minutes // 1440} day(s)"
+    if minutes % 60 == 0:
+        return f"{minutes // 60} hour(s)"
+    return f"{minutes} minute(s)"
 
 
 def file_stem(source: str) -> str:
@@ -534,9 +699,12 @@ _PYDANTIC_MESSAGES: dict[str, Callable[[dict[str, Any]], str]] = {
 def _pydantic_errors(exc: ValidationError) -> list[FieldError]:
     errors = []
     for error in exc.errors(include_url=False, include_input=False):
+        loc = error["loc"]
+        if loc[:2] == ("schedule", "str"):
+            continue  # `schedule` is a mapping here: the string branch's complaint is noise
         path = ""
-        for part in error["loc"]:
-            if part != "[key]":
+        for part in loc:
+            if part not in ("[key]", "ScheduleKeys"):
                 path = join(path, part)
         message = _PYDANTIC_MESSAGES.get(error["type"])
         errors.append(FieldError(path, message(error.get("ctx", {})) if message else error["msg"]))

@@ -50,6 +50,7 @@ from crq.ledger import (
 from crq.notifier import claimed_end, deliver, end_run, publish_claimed
 from crq.ports import Pipeline, ProtectedQuery, QuerySummary
 from crq.preflight import preflight
+from crq.spec_names import claim_name, default_name
 
 if TYPE_CHECKING:
     from crq.render import RenderContext
@@ -144,7 +145,7 @@ def _source_of(trigger: StartTrigger, pipeline: Pipeline) -> _Source | StartResu
 
 
 def _create(source: _Source, pipeline: Pipeline) -> StartResult:
-    from crq.spec import SpecInvalid, file_stem, load_spec, render_request
+    from crq.spec import SpecInvalid, load_spec, render_request
 
     now = pipeline.clock()
     uri = f"s3://{source.bucket}/{source.key}"
@@ -159,16 +160,20 @@ def _create(source: _Source, pipeline: Pipeline) -> StartResult:
         spec_bucket=source.bucket,
         spec_key=source.key,
         spec_version_id=source.version_id,
-        spec_name=file_stem(source.key),
+        spec_name=default_name(source.key, pipeline.settings.specs_prefix),
     )
     try:
         obj = pipeline.specs.get_spec(source.bucket, source.key, source.version_id)
         run = run.model_copy(update={"spec_version_id": obj.version_id, "spec_etag": obj.etag})
-        spec = load_spec(obj.data, uri)
+        spec = load_spec(obj.data, uri, default_name=run.spec_name, **_limits(pipeline))
         run = run.model_copy(update={"spec_name": spec.name})
         request = render_request(spec, _context(spec, run))
     except (SpecUnreadable, SpecInvalid) as exc:
         return _reject_new(run, _problems(exc), pipeline)
+    # One live spec per name (crq.spec_names): a name another spec uses is a spec error.
+    taken = claim_name(spec.name, source.bucket, source.key, pipeline)
+    if taken is not None:
+        return _reject_new(run, [taken], pipeline)
 
     run = run.model_copy(
         update={
@@ -304,7 +309,9 @@ def launch(
     try:
         if spec is None:  # a queued run: re-read the spec version it was created from
             obj = pipeline.specs.get_spec(run.spec_bucket, run.spec_key, run.spec_version_id)
-            spec = load_spec(obj.data, run.spec_source)
+            spec = load_spec(
+                obj.data, run.spec_source, default_name=run.spec_name, **_limits(pipeline)
+            )
         request = render_request(spec, _context(spec, run))
     except (SpecUnreadable, SpecInvalid) as exc:
         end_run(run, _rejection(_problems(exc), now), pipeline)
@@ -508,6 +515,11 @@ def _destinations(request: Mapping[str, Any]) -> list[list[str]]:
 def _keyed(salt: str, value: Any) -> str:
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hmac.new(salt.encode(), canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def _limits(pipeline: Pipeline) -> dict[str, int]:
+    """The stack's limits on specs (load_spec's keyword arguments)."""
+    return {"min_schedule_interval_minutes": pipeline.settings.min_schedule_interval_minutes}
 
 
 def _context(spec: Spec, run: Run) -> RenderContext:

@@ -332,7 +332,7 @@ def _enforce_max_runtime(
     now = pipeline.clock()
     if run.cancel_requested_at is not None or now - query.create_time < timedelta(minutes=limit):
         return run
-    reason = f"ran longer than maxRuntimeMinutes ({limit} minutes)"
+    reason = f"ran longer than maxRuntimeMinutes ({limit} minute{'s' if limit != 1 else ''})"
     try:
         pipeline.queries.cancel_query(run.membership_id, run.query_id)
     except QueryAlreadyEnded:

@@ -27,6 +27,10 @@ def test_the_demo_runs_every_example_to_its_expected_end(tmp_path: Path) -> None
         name = entry["file"].removesuffix(".yaml")
         row = next(line for line in summary.splitlines() if name in line)
         assert entry["expect"] in row
+        # A scheduled spec ran when its schedule fired, not at upload.
+        assert ("│ at " in row) == ("fire_in_seconds" in entry), row
+    assert any("fire_in_seconds" in entry for entry in manifest)
+    assert "SCHEDULE_SET     weekly-channel-mix" in demo.stdout
     assert "first 4 of 4 rows" in demo.stdout  # a preview of a result
     assert "Sandbox stopped (exit code 0)" in demo.stdout
 
@@ -65,4 +69,39 @@ def test_the_demo_fails_with_the_reason_when_an_outcome_is_not_the_expected_one(
     assert "fails.yaml: expected QUERY_SUCCEEDED, got QUERY_FAILED" in demo.stderr
     assert "held.yaml: expected QUERY_SUCCEEDED, got no notification within 5 s" in demo.stderr
     assert "Sandbox stopped (exit code 0)" in demo.stdout
+    assert "Traceback" not in demo.stderr
+
+
+def test_the_demo_runs_in_another_region(tmp_path: Path) -> None:
+    # Given the example world in eu-central-1 (buckets there need a location constraint)
+    examples = tmp_path / "examples"
+    (examples / "specs").mkdir(parents=True)
+    data = EXAMPLE_SPECS.parent / "data"
+    collaboration = (EXAMPLE_SPECS.parent / "collaboration.yaml").read_text()
+    assert "region: us-east-1" in collaboration
+    (examples / "collaboration.yaml").write_text(
+        collaboration.replace("data/", f"{data}/").replace(
+            "region: us-east-1", "region: eu-central-1"
+        )
+    )
+    for name in ("channel-mix.yaml", "weekly-report-draft.yaml"):
+        (examples / "specs" / name).write_text((EXAMPLE_SPECS / name).read_text())
+    (examples / "specs" / "demo.toml").write_text(
+        '[[spec]]\nfile = "channel-mix.yaml"\nexpect = "QUERY_SUCCEEDED"\n\n'
+        '[[spec]]\nfile = "weekly-report-draft.yaml"\nexpect = "SPEC_REJECTED"\n'
+    )
+
+    # When the demo runs there
+    demo = subprocess.run(
+        [CRQ, "demo", "--examples", str(examples), "--pace", "fast"],
+        cwd=tmp_path,
+        env=crq_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+    # Then every spec ends as expected, results included
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "Every spec ended as expected." in demo.stdout
     assert "Traceback" not in demo.stderr

@@ -99,10 +99,13 @@ def test_a_lost_status_event_is_caught_by_the_track_schedule(
 
 
 def test_status_and_watch_read_the_sandbox(sandbox: SandboxProcess, subscriber: Subscriber) -> None:
-    upload(sandbox, "specs/watched.yaml", (EXAMPLE_SPECS / "channel-mix.yaml").read_bytes())
-    upload(
-        sandbox, "specs/watched-fail.yaml", (EXAMPLE_SPECS / "revenue-by-store.yaml").read_bytes()
-    )
+    # Copies of two examples under names of their own: a live spec's name is its alone.
+    def renamed(example: str, name: str) -> bytes:
+        text = (EXAMPLE_SPECS / f"{example}.yaml").read_text()
+        return text.replace(f"name: {example}", f"name: {name}").encode()
+
+    upload(sandbox, "specs/watched.yaml", renamed("channel-mix", "watched"))
+    upload(sandbox, "specs/watched-fail.yaml", renamed("revenue-by-store", "watched-fail"))
     got = subscriber.for_keys("specs/watched.yaml", "specs/watched-fail.yaml")
     succeeded, failed = got["specs/watched.yaml"], got["specs/watched-fail.yaml"]
     env = crq_env(sandbox.exports)
@@ -119,7 +122,7 @@ def test_status_and_watch_read_the_sandbox(sandbox: SandboxProcess, subscriber: 
 
     assert status.returncode == 0, status.stderr
     row = next(line for line in status.stdout.splitlines() if str(succeeded.query_id) in line)
-    assert "QUERY_SUCCEEDED" in row and "channel-mix" in row
+    assert "QUERY_SUCCEEDED" in row and "watched" in row
     assert watch_ok.returncode == 0, watch_ok.stderr
     assert f"SUCCESS  query {succeeded.query_id}" in watch_ok.stdout
     assert "results: s3://" in watch_ok.stdout

@@ -45,6 +45,7 @@ SPECS_BUCKET = "crq-test-specsbucket"
 RESULTS_BUCKET = "crq-results"
 TABLE = "crq-test-RunsTable"
 TOPIC = "crq-test-NotificationsTopic"
+SCHEDULE_GROUP = "crq-test-SpecSchedules"
 MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"  # the example collaboration's caller
 
 
@@ -141,7 +142,11 @@ class PipelineStack:
         return [json.loads(message) for message in self._drain(self.status_queue_url)]
 
     def items(self) -> list[dict[str, Any]]:
-        """The ledger table's items, as DynamoDB holds them."""
+        """The ledger table's runs, as DynamoDB holds them (name claims left out)."""
+        return [item for item in self.records() if "state" in item]
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every item of the ledger table: runs and spec name claims."""
         from boto3.dynamodb.types import TypeDeserializer
 
         plain = TypeDeserializer()
@@ -193,10 +198,22 @@ def _create_stack(engine: Engine) -> PipelineStack:
     # The track function's CleanRoomsStatusChanged rule, with a queue in the function's place.
     status = sqs.create_queue(QueueName="cleanrooms-status")["QueueUrl"]
     pattern = next(r for r in stack.event_rules(template) if r.name == "CleanRoomsStatusChanged")
+    # The spec schedules' group (the scheduler role and DLQ exist only as ARNs here).
+    group = boto3.client("scheduler").create_schedule_group(Name=SCHEDULE_GROUP)
     resolver = stack.Resolver(
         template,
         parameters={"MembershipIds": [MEMBERSHIP], "ResultBucketNames": [RESULTS_BUCKET]},
-        refs={"RunsTable": TABLE, "NotificationsTopic": topic_arn, "SpecsBucket": SPECS_BUCKET},
+        refs={
+            "RunsTable": TABLE,
+            "NotificationsTopic": topic_arn,
+            "SpecsBucket": SPECS_BUCKET,
+            "SpecSchedules": SCHEDULE_GROUP,
+        },
+        attributes={
+            "SchedulerRole.Arn": f"arn:aws:iam::{ACCOUNT}:role/crq-test-SchedulerRole",
+            "EventsDeadLetterQueue.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:crq-test-dlq",
+            "SpecSchedules.Arn": group["ScheduleGroupArn"],
+        },
         stack_name="crq-test",
         region=REGION,
         account_id=ACCOUNT,
@@ -208,8 +225,9 @@ def _create_stack(engine: Engine) -> PipelineStack:
         Rule="crq-test-status", Targets=[{"Id": "track", "Arn": _queue_arn(sqs, status)}]
     )
 
+    # Both functions' variables (the start function has the schedule ones besides).
     environment = resolver.environment("StartFunction")
-    assert environment == resolver.environment("TrackFunction")
+    assert resolver.environment("TrackFunction").items() <= environment.items()
     return PipelineStack(
         engine=engine,
         s3=s3,

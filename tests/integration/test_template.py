@@ -46,8 +46,13 @@ TABLE_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/crq-dev-RunsTable-X"
 TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:crq-dev-NotificationsTopic-X"
 KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/4d2e7c1a-0000-4000-8000-000000000000"
 DLQ_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:crq-dev-EventsDeadLetterQueue-X"
+SCHEDULE_GROUP = "crq-dev-SpecSchedules-X"
+SCHEDULE_GROUP_ARN = f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule-group/{SCHEDULE_GROUP}"
+SCHEDULER_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/crq-dev-SchedulerRole-X"
+START_FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{STACK}-start"
 RULE_ARNS = {
     "StartFunctionSpecUploaded": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/crq-dev-spec-uploaded",
+    "StartFunctionSpecDeleted": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/crq-dev-spec-deleted",
     "TrackFunctionCleanRoomsStatusChanged": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/crq-dev-cr",
 }
 
@@ -72,19 +77,39 @@ START_ACTIONS = {
     "cleanrooms:ListMembers",
     "cleanrooms:GetCollaborationAnalysisTemplate",
 }
+# Only the start function keeps spec schedules (crq.schedule_sync): in the stack's group, passing
+# the one scheduler role, marking spec-state records applied.
+SCHEDULE_ACTIONS = {
+    "scheduler:CreateSchedule",
+    "scheduler:UpdateSchedule",
+    "scheduler:DeleteSchedule",
+    "scheduler:GetSchedule",
+    "iam:PassRole",
+    "dynamodb:UpdateItem",
+}
+SCHEDULE_ENV = {
+    "CRQ_SCHEDULE_GROUP",
+    "CRQ_SCHEDULER_ROLE_ARN",
+    "CRQ_SCHEDULE_TARGET_ARN",
+    "CRQ_SCHEDULE_DEAD_LETTER_ARN",
+}
 EXPECTED_ACTIONS = {
-    "StartFunction": START_ACTIONS,
+    "StartFunction": START_ACTIONS | SCHEDULE_ACTIONS,
     "TrackFunction": START_ACTIONS
     | {"cleanrooms:UpdateProtectedQuery", "s3:ListBucket", "dynamodb:UpdateItem"},
 }
 # Calls the adapters make that no function needs: they serve local tools only.
-TOOLS_ONLY = {"dynamodb:Scan": "DynamoLedger.recent, for `crq status`"}
+# Calls only tools make: `crq schedules` lists the spec-state items (a Scan filtered on their
+# key prefix); `crq status` queries the Recent index, an action the functions have on their
+# own indexes (the grants' resources leave Recent out).
+TOOLS_ONLY = {"dynamodb:Scan": "DynamoSpecStates.all, for `crq schedules`"}
 # Adapter module -> (botocore service, IAM prefix).
 ADAPTER_SERVICES = {
     "cleanrooms.py": ("cleanrooms", "cleanrooms"),
     "dynamodb.py": ("dynamodb", "dynamodb"),
     "s3.py": ("s3", "s3"),
     "sns.py": ("sns", "sns"),
+    "scheduler.py": ("scheduler", "scheduler"),
 }
 # boto3 operations whose IAM action is not simply prefix:OperationName.
 S3_ACTIONS = {
@@ -122,6 +147,7 @@ def make_resolver(template: dict[str, Any], **parameters: Any) -> Resolver:
             "TrackFunction": f"{STACK}-track",
             "StartFunctionLogGroup": f"/aws/lambda/{STACK}-start",
             "TrackFunctionLogGroup": f"/aws/lambda/{STACK}-track",
+            "SpecSchedules": SCHEDULE_GROUP,
         },
         attributes={
             "SpecsBucket.Arn": f"arn:aws:s3:::{SPECS_BUCKET}",
@@ -130,6 +156,8 @@ def make_resolver(template: dict[str, Any], **parameters: Any) -> Resolver:
             "DataKey.Arn": KEY_ARN,
             "EventsDeadLetterQueue.Arn": DLQ_ARN,
             "EventsDeadLetterQueue.QueueName": "crq-dev-EventsDeadLetterQueue-X",
+            "SpecSchedules.Arn": SCHEDULE_GROUP_ARN,
+            "SchedulerRole.Arn": SCHEDULER_ROLE_ARN,
             **{f"{rule}.Arn": arn for rule, arn in RULE_ARNS.items()},
         },
         stack_name=STACK,
@@ -255,8 +283,21 @@ def test_globals_pin_runtime_architecture_tracing_and_powertools(template: dict[
 
 def test_each_function_gets_exactly_the_settings_environment(template: dict[str, Any]) -> None:
     expected = set(Settings.env_names().values())
-    for function in ("StartFunction", "TrackFunction"):
-        assert set(stack.function_environment(template, function)) == expected, function
+    assert set(stack.function_environment(template, "StartFunction")) == expected
+    assert set(stack.function_environment(template, "TrackFunction")) == expected - SCHEDULE_ENV
+
+
+def test_the_start_function_keeps_schedules_in_the_stacks_group(template: dict[str, Any]) -> None:
+    loaded = Settings.from_env(make_resolver(template).environment("StartFunction"))
+    assert loaded.schedule_group == SCHEDULE_GROUP
+    assert loaded.scheduler_role_arn == SCHEDULER_ROLE_ARN
+    assert loaded.schedule_target_arn == START_FUNCTION_ARN
+    assert loaded.schedule_dead_letter_arn == DLQ_ARN
+    assert loaded.min_schedule_interval_minutes == 60
+    assert template["Resources"]["SpecSchedules"]["Type"] == "AWS::Scheduler::ScheduleGroup"
+    tight = make_resolver(template, MinScheduleIntervalMinutes="1440")
+    for function in ("StartFunction", "TrackFunction"):  # both load specs
+        assert Settings.from_env(tight.environment(function)).min_schedule_interval_minutes == 1440
 
 
 def test_template_environment_is_valid_settings(template: dict[str, Any]) -> None:
@@ -276,7 +317,12 @@ def test_template_environment_is_valid_settings(template: dict[str, Any]) -> Non
 
 def test_parameter_ranges_are_ones_settings_accept(template: dict[str, Any]) -> None:
     parameters = template["Parameters"]
-    for parameter in ("DefaultMaxRuntimeMinutes", "RunRetentionDays", "MembershipQueryCap"):
+    for parameter in (
+        "DefaultMaxRuntimeMinutes",
+        "RunRetentionDays",
+        "MembershipQueryCap",
+        "MinScheduleIntervalMinutes",
+    ):
         for bound in ("MinValue", "MaxValue", "Default"):
             resolver = make_resolver(template, **{parameter: parameters[parameter][bound]})
             # Raises ConfigError if the template would let a deploy break the cold start.
@@ -352,9 +398,15 @@ def test_runs_table_matches_design(template: dict[str, Any]) -> None:
         "inFlightSince": "S",
         "queryId": "S",
         "inFlightMembership": "S",
+        "recentYear": "S",
+        "recentSince": "S",
     }
     indexes = {index["IndexName"]: index for index in definition["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {"InFlight", "InFlightByMembership", "ByQuery"}
+    assert set(indexes) == {"InFlight", "InFlightByMembership", "ByQuery", "Recent"}
+    assert indexes["Recent"]["KeySchema"] == [
+        {"AttributeName": "recentYear", "KeyType": "HASH"},
+        {"AttributeName": "recentSince", "KeyType": "RANGE"},
+    ]
     assert indexes["InFlight"]["KeySchema"] == [
         {"AttributeName": "inFlight", "KeyType": "HASH"},
         {"AttributeName": "inFlightSince", "KeyType": "RANGE"},
@@ -388,6 +440,7 @@ def test_ledger_adapter_uses_the_template_index_names(template: dict[str, Any]) 
         dynamodb.IN_FLIGHT_INDEX,
         dynamodb.IN_FLIGHT_BY_MEMBERSHIP_INDEX,
         dynamodb.BY_QUERY_INDEX,
+        dynamodb.RECENT_INDEX,
     } == indexes
 
 
@@ -414,6 +467,19 @@ def test_each_action_is_granted_only_on_this_stacks_resources(template: dict[str
         "dynamodb:GetItem": {TABLE_ARN},
         "dynamodb:PutItem": {TABLE_ARN},
         "dynamodb:UpdateItem": {TABLE_ARN},
+        "scheduler:CreateSchedule": {
+            f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/{SCHEDULE_GROUP}/*"
+        },
+        "scheduler:UpdateSchedule": {
+            f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/{SCHEDULE_GROUP}/*"
+        },
+        "scheduler:DeleteSchedule": {
+            f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/{SCHEDULE_GROUP}/*"
+        },
+        "scheduler:GetSchedule": {
+            f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/{SCHEDULE_GROUP}/*"
+        },
+        "iam:PassRole": {SCHEDULER_ROLE_ARN},
         "dynamodb:Query": {
             f"{TABLE_ARN}/index/InFlight",
             f"{TABLE_ARN}/index/InFlightByMembership",
@@ -440,6 +506,9 @@ def test_each_action_is_granted_only_on_this_stacks_resources(template: dict[str
             if any(a.startswith("kms:") for a in as_list(statement["Action"])):
                 via = statement["Condition"]["StringEquals"]["kms:ViaService"]
                 assert set(via) == {f"s3.{REGION}.amazonaws.com", f"sns.{REGION}.amazonaws.com"}
+            if "iam:PassRole" in as_list(statement["Action"]):
+                passed = statement["Condition"]["StringEquals"]["iam:PassedToService"]
+                assert passed == "scheduler.amazonaws.com"
 
 
 def test_the_specs_prefix_is_the_same_everywhere(template: dict[str, Any]) -> None:
@@ -451,10 +520,40 @@ def test_the_specs_prefix_is_the_same_everywhere(template: dict[str, Any]) -> No
         assert reads == {f"{bucket_arn}/{prefix}*"}, function
     pattern = resolver.event_pattern(rule(template, "StartFunction", "SpecUploaded"))
     keys = pattern["detail"]["object"]["key"]
-    assert keys and all(matcher["wildcard"].startswith(prefix) for matcher in keys)
+    assert keys == [{"prefix": prefix}]
     name, example = stack.schedule_example(TEMPLATE)
     assert json.loads(example["Properties"]["Input"])["specKey"].startswith(prefix), name
     assert resolver.resolve(template["Outputs"]["SpecsUploadUri"]["Value"]).endswith(f"/{prefix}")
+
+
+SPEC_KEYS_ANY_CASE = ["x.yaml", "x.YAML", "team-a/x.Yml", "x.yml", "x.json", "deep/er/x.JSON"]
+
+
+@pytest.mark.parametrize("name", SPEC_KEYS_ANY_CASE)
+def test_every_spec_name_validate_accepts_reaches_the_start_function(
+    template: dict[str, Any], name: str
+) -> None:
+    from moto.events.models import EventPattern
+
+    from crq.safe_load import format_of
+
+    resolver = make_resolver(template)
+    prefix = resolver.environment("StartFunction")["CRQ_SPECS_PREFIX"]
+    pattern = EventPattern.load(
+        json.dumps(resolver.event_pattern(rule(template, "StartFunction", "SpecUploaded")))
+    )
+    event = json.loads((ROOT / "events" / "start" / "s3-object-created.json").read_text())
+    event["detail"]["bucket"]["name"] = SPECS_BUCKET
+
+    def delivered(key: str) -> bool:
+        event["detail"]["object"]["key"] = key
+        return bool(pattern.matches_event(event))
+
+    # `crq validate` accepts the name (any case), so an upload of it must reach the function
+    assert format_of(name) is not None
+    assert delivered(f"{prefix}{name}")
+    # and nothing outside the prefix does
+    assert not delivered(f"elsewhere/{name}")
 
 
 def test_clean_rooms_grants_cover_the_listed_memberships_only(template: dict[str, Any]) -> None:
@@ -533,10 +632,19 @@ def test_iam_grants_match_the_aws_calls_the_adapters_make(template: dict[str, An
 
 
 def test_tools_only_calls_are_not_reachable_from_the_functions() -> None:
-    # DynamoLedger.recent scans the table; it must stay out of the deployed code paths.
+    # DynamoLedger.recent reads the Recent index, which the functions may not query.
     sources = [*(ROOT / "src" / "crq").glob("*.py"), *(ROOT / "src" / "handlers").glob("*.py")]
-    callers = [p.name for p in sources if ".recent(" in p.read_text()]
-    assert not callers, f"{callers} call DynamoLedger.recent, which needs dynamodb:Scan"
+    callers = [
+        p.name for p in sources if ".recent(" in p.read_text() or "iter_recent(" in p.read_text()
+    ]
+    assert not callers, f"{callers} call DynamoLedger.recent, which queries the Recent index"
+
+
+def test_no_code_scans_the_runs_table() -> None:
+    # A year of retention makes a scan slow and costly: tools read through an index.
+    sources = [*(ROOT / "src").rglob("*.py"), *(ROOT / "local").rglob("*.py")]
+    scanners = [str(p.relative_to(ROOT)) for p in sources if ".scan(" in p.read_text()]
+    assert not scanners, f"{scanners} scan a table"
 
 
 def test_deployed_roles_hold_only_these_policies(translated: dict[str, Any]) -> None:
@@ -546,6 +654,7 @@ def test_deployed_roles_hold_only_these_policies(translated: dict[str, Any]) -> 
         "StartFunctionRole",
         "TrackFunctionRole",
         "TrackFunctionTrackScheduleRole",
+        "SchedulerRole",
     }
     for function, expected in EXPECTED_ACTIONS.items():
         properties = roles[f"{function}Role"]["Properties"]
@@ -569,6 +678,20 @@ def test_deployed_roles_hold_only_these_policies(translated: dict[str, Any]) -> 
         for action in as_list(statement["Action"])
     }
     assert schedule_actions == {"lambda:InvokeFunction", "sqs:SendMessage"}
+
+
+def test_spec_schedules_may_only_invoke_the_start_function(template: dict[str, Any]) -> None:
+    role = make_resolver(template).resolve(template["Resources"]["SchedulerRole"]["Properties"])
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
+    assert trust["Condition"]["ArnEquals"] == {"aws:SourceArn": SCHEDULE_GROUP_ARN}
+    grants = granted(stack.statements(p["PolicyDocument"] for p in role["Policies"]))
+    assert grants == {"lambda:InvokeFunction": {START_FUNCTION_ARN}, "sqs:SendMessage": {DLQ_ARN}}
+    # The start function passes exactly this role, and its schedules target the function.
+    loaded = Settings.from_env(make_resolver(template).environment("StartFunction"))
+    assert loaded.scheduler_role_arn == SCHEDULER_ROLE_ARN
+    assert loaded.schedule_target_arn == START_FUNCTION_ARN
 
 
 # ---------------------------------------------------------------- bucket and topics
@@ -760,9 +883,24 @@ def test_spec_uploads_match_and_other_s3_events_do_not(template: dict[str, Any])
     for key in ("specs/a.yml", "specs/team/b.json"):
         assert matches(pattern, {**upload, "detail": {**upload["detail"], "object": {"key": key}}})
     not_ours = sorted((EVENTS / "start" / "not-ours").glob("*.json"))
-    assert len(not_ours) >= 5
+    assert len(not_ours) >= 4
+    # Keys under specs/ all reach the function (a wildcard would be case-sensitive); it ignores
+    # folder markers and other extensions itself, as `crq validate` judges names.
+    judged_by_the_function = {"folder-marker.json", "wrong-extension.json"}
     for path in not_ours:
-        assert not matches(pattern, json.loads(path.read_text())), path.name
+        delivered = matches(pattern, json.loads(path.read_text()))
+        assert delivered == (path.name in judged_by_the_function), path.name
+    deleted = EVENTS / "start" / "s3-object-deleted.json"
+    assert not matches(pattern, json.loads(deleted.read_text())), deleted.name
+
+
+def test_spec_deletions_match_and_uploads_do_not(template: dict[str, Any]) -> None:
+    pattern = make_resolver(template).event_pattern(rule(template, "StartFunction", "SpecDeleted"))
+    deleted = load_event("start/s3-object-deleted.json")
+    assert matches(pattern, deleted)
+    assert not matches(pattern, load_event("start/s3-object-created.json"))
+    elsewhere = {**deleted["detail"], "object": {"key": "other/a.yaml"}}
+    assert not matches(pattern, {**deleted, "detail": elsewhere})
 
 
 def test_terminal_clean_rooms_events_wake_the_tracker(template: dict[str, Any]) -> None:
@@ -826,7 +964,9 @@ def test_outputs_name_what_users_and_tests_need(template: dict[str, Any]) -> Non
         "StartFunctionName",
         "TrackFunctionName",
         "DeadLetterQueueUrl",
+        "ScheduleGroupName",
     } <= set(outputs)
+    assert outputs["ScheduleGroupName"]["Value"] == {"Ref": "SpecSchedules"}
     assert outputs["SpecsBucketName"]["Value"] == {"Ref": "SpecsBucket"}
     assert outputs["TopicArn"]["Value"] == {"Ref": "NotificationsTopic"}
     assert outputs["TableName"]["Value"] == {"Ref": "RunsTable"}
@@ -837,7 +977,6 @@ def test_samconfig_environments_deploy_valid_parameters(template: dict[str, Any]
     config = tomllib.loads((ROOT / "samconfig.toml").read_text())
     parameters = template["Parameters"]
     for env, stack_name, confirm in (
-        ("default", "crq-dev", True),
         ("dev", "crq-dev", False),
         ("prod", "crq-prod", True),
     ):
@@ -854,6 +993,22 @@ def test_samconfig_environments_deploy_valid_parameters(template: dict[str, Any]
         for name, value in overrides.items():
             allowed = parameters[name].get("AllowedValues")
             assert allowed is None or value in [str(v) for v in allowed], (env, name)
+
+
+def test_samconfig_environments_are_unambiguous() -> None:
+    # Each stack is deployed by one environment only, and [default] deploys nothing: a
+    # `sam deploy` without --config-env must not pick a stack with settings of its own.
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    deploying = {
+        env: sections["global"]["parameters"]["stack_name"]
+        for env, sections in config.items()
+        if isinstance(sections, dict) and "deploy" in sections
+    }
+    assert "default" not in deploying
+    assert "stack_name" not in config["default"].get("global", {}).get("parameters", {})
+    assert sorted(deploying.values()) == sorted(set(deploying.values()))
+    assert deploying == {"dev": "crq-dev", "prod": "crq-prod"}
+    assert config["default"]["build"]["parameters"] == {"cached": True, "parallel": True}
 
 
 def test_function_requirements_follow_pyproject() -> None:

@@ -43,7 +43,7 @@ def test_a_valid_request_has_no_errors() -> None:
     ("changes", "field", "fragment"),
     [
         ({"type": "PYTHON"}, "type", "must be one of SQL"),
-        ({"membershipIdentifier": MEMBERSHIP.upper()}, "membershipIdentifier", "pattern"),
+        ({"membershipIdentifier": MEMBERSHIP.upper()}, "membershipIdentifier", "lowercase UUID"),
         ({"membershipIdentifier": "abc"}, "membershipIdentifier", "at least 36 characters"),
         (
             {"sqlParameters__queryString": "x" * 500_001},
@@ -63,17 +63,17 @@ def test_a_valid_request_has_no_errors() -> None:
         (
             {"resultConfiguration__outputConfiguration__s3__bucket": "Bad_Bucket"},
             "resultConfiguration.outputConfiguration.s3.bucket",
-            "pattern",
+            "is not a valid S3 bucket name",
         ),
         (
             {"resultConfiguration__outputConfiguration__s3__bucket": "192.168.1.1"},
             "resultConfiguration.outputConfiguration.s3.bucket",
-            "pattern",
+            "is not a valid S3 bucket name",
         ),
         (
             {"resultConfiguration__outputConfiguration__s3__keyPrefix": "has space"},
             "resultConfiguration.outputConfiguration.s3.keyPrefix",
-            "pattern",
+            "may hold only letters, digits",
         ),
         (
             {"resultConfiguration__outputConfiguration__s3__resultFormat": "JSON"},
@@ -173,3 +173,19 @@ def test_the_json_schema_agrees_with_the_checks() -> None:
             node = node[key]
         node[last] = next(iter(changes.values()))
         assert list(validator.iter_errors(request)), changes
+
+
+def test_a_bucket_name_is_explained_in_words_not_a_regex() -> None:
+    errors = check_shape(
+        "StartProtectedQueryInput",
+        {
+            "type": "SQL",
+            "membershipIdentifier": "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10",
+            "sqlParameters": {"queryString": "SELECT 1"},
+            "resultConfiguration": {
+                "outputConfiguration": {"s3": {"resultFormat": "CSV", "bucket": "s3://my-bucket"}}
+            },
+        },
+    )
+    [error] = errors
+    assert "(?!" not in error.message and "lowercase letters" in error.message

@@ -5,6 +5,7 @@
     the template's resources on moto (stack_resources.py)
     the event router: EventBridge rules -> SQS -> the handlers, in this process (router.py)
     the track schedule, ticking every --tick seconds (ticker.py)
+    the spec schedules, firing at their times in their zones (spec_clock.py)
     a downstream consumer: an SQS queue subscribed to the topic, printed as messages arrive
 
 Everything goes through the HTTP endpoints, as the deployed stack does: the handlers build
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -36,12 +38,18 @@ from rich.console import Console
 from crq_local import stack
 from crq_local.sandbox.consumer import NotificationConsumer, subscribe_queue
 from crq_local.sandbox.display import delivery_line, tick_failure_line
-from crq_local.sandbox.exports import READY_MARKER, export_lines
+from crq_local.sandbox.exports import READY_MARKER, export_lines, write_aws_config
 from crq_local.sandbox.lambda_runtime import Handler, Invocation, LambdaRuntime, import_handler
 from crq_local.sandbox.notifications import ReceivedNotification, compact_line
 from crq_local.sandbox.ports import PortInUse, check_free
 from crq_local.sandbox.router import Delivery, EventRouter
-from crq_local.sandbox.stack_resources import AwsClients, SandboxStack, create_stack
+from crq_local.sandbox.spec_clock import Firing, SpecScheduleClock
+from crq_local.sandbox.stack_resources import (
+    AwsClients,
+    SandboxStack,
+    create_bucket,
+    create_stack,
+)
 from crq_local.sandbox.ticker import ScheduleTicker
 
 if TYPE_CHECKING:
@@ -67,6 +75,7 @@ NOTIFICATIONS_TOPIC = "NotificationsTopic"
 SPECS_BUCKET = "SpecsBucket"
 RUNS_TABLE = "RunsTable"
 DEAD_LETTER_QUEUE = "EventsDeadLetterQueue"
+SCHEDULE_GROUP = "SpecSchedules"
 
 
 class SandboxError(Exception):
@@ -154,7 +163,10 @@ class Sandbox:
         self._engine_server: EngineServer | None = None
         self._log: IO[str] | None = None
         self._runtime: LambdaRuntime | None = None
-        self._workers: list[EventRouter | ScheduleTicker | NotificationConsumer] = []
+        self._workers: list[
+            EventRouter | ScheduleTicker | NotificationConsumer | SpecScheduleClock
+        ] = []
+        self._config_dir: Path | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -228,6 +240,12 @@ class Sandbox:
         self._serve_moto(moto_server, aws_url)
         self._engine_server = engine_server.start()
 
+        # A config file of the sandbox's own for its process and the shells that paste its
+        # exports: the user's ~/.aws/config is neither read nor changed (issue 13).
+        self._config_dir = Path(tempfile.mkdtemp(prefix="crq-sandbox-aws-"))
+        config_file = write_aws_config(self._config_dir, region)
+        self._set_env({"AWS_CONFIG_FILE": str(config_file)})
+
         clients = _clients(aws_url, region)
         try:
             self.stack = create_stack(
@@ -241,7 +259,7 @@ class Sandbox:
         except (stack.UnresolvedReference, ValueError) as exc:
             # The template refers to something the sandbox does not create: say so plainly.
             raise SandboxError(f"{self.options.template}: cannot build the stack: {exc}") from exc
-        clients.s3.create_bucket(Bucket=self.options.results_bucket)
+        create_bucket(clients.s3, self.options.results_bucket, region)
 
         self._start_workers(clients)
         self.exports = {
@@ -249,12 +267,15 @@ class Sandbox:
             "AWS_ENDPOINT_URL_CLEANROOMS": self._engine_server.url,
             **CREDENTIALS,
             "AWS_DEFAULT_REGION": region,
+            "AWS_CONFIG_FILE": str(config_file),
             "CRQ_SPECS_BUCKET": self.stack.buckets[SPECS_BUCKET],
             "CRQ_TOPIC_ARN": self.stack.topics[NOTIFICATIONS_TOPIC],
             "CRQ_TABLE_NAME": self.stack.tables[RUNS_TABLE],
             "CRQ_RESULTS_BUCKET": self.options.results_bucket,
             "CRQ_DEAD_LETTER_QUEUE_URL": self.stack.queues[DEAD_LETTER_QUEUE].url,
         }
+        if SCHEDULE_GROUP in self.stack.schedule_groups:
+            self.exports["CRQ_SCHEDULE_GROUP"] = self.stack.schedule_groups[SCHEDULE_GROUP]
         if memberships:
             self.exports["CRQ_MEMBERSHIP_ID"] = memberships[0]
         # What preflight checks against (`crq validate --online` reads these).
@@ -272,6 +293,10 @@ class Sandbox:
     def _bind_moto(self) -> BaseWSGIServer:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server
+
+        from crq_local.sandbox import s3_deletes
+
+        s3_deletes.install()  # `aws s3 rm` on a spec sends Object Deleted, as S3 does
 
         # moto's ThreadedMotoServer binds in its thread and waits forever when the port is
         # taken; binding here turns that into an error the user can act on.
@@ -334,6 +359,15 @@ class Sandbox:
                     self._on_tick,
                 )
             )
+        self._workers.append(
+            SpecScheduleClock(
+                scheduler,
+                self._runtime,
+                {f.name: logical_id for logical_id, f in self.stack.functions.items()},
+                {TRACK_FUNCTION},
+                self._on_fire,
+            )
+        )
         for worker in self._workers:
             worker.start()
 
@@ -360,6 +394,14 @@ class Sandbox:
             self._log.close()
             self._log = None
         self._restore_env()
+        if self._config_dir is not None:
+            shutil.rmtree(self._config_dir, ignore_errors=True)
+            self._config_dir = None
+
+    @property
+    def tickers(self) -> list[ScheduleTicker]:
+        """The schedules firing on the sandbox's clock (the track backstop)."""
+        return [worker for worker in self._workers if isinstance(worker, ScheduleTicker)]
 
     def __enter__(self) -> Sandbox:
         self.start()
@@ -407,11 +449,30 @@ class Sandbox:
                 soft_wrap=True,
             )
 
+    def _on_fire(self, firing: Firing) -> None:
+        invocation = firing.invocation
+        when = firing.scheduled_time.strftime("%Y-%m-%dT%H:%M:%SZ")
+        outcome = (invocation.result or {}).get("outcome", "") if invocation.ok else "failed"
+        self.console.print(
+            f"schedule {firing.schedule} fired for {when} -> "
+            f"{self._function_name(invocation.function)}: {outcome}",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
+
     def _on_notification(self, notification: ReceivedNotification) -> None:
         self.console.print(compact_line(notification), soft_wrap=True)
 
     def _warn(self, message: str) -> None:
         self.console.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
+
+    def _world_lines(self) -> list[str]:
+        from crq_local.sandbox.world_lines import collaboration_lines
+
+        if self.engine is None:
+            return []
+        return collaboration_lines(self.engine.world, self.engine.members_dir)
 
     def banner(self) -> list[str]:
         """The lines printed on start: comments, then the exports a user pastes."""
@@ -421,10 +482,12 @@ class Sandbox:
             f"# crq sandbox: AWS (moto) at {self.exports['AWS_ENDPOINT_URL']}, "
             f"Clean Rooms (engine) at {self.exports['AWS_ENDPOINT_URL_CLEANROOMS']}",
             f"# collaboration: {self.options.collaboration}",
+            *self._world_lines(),
             f"# functions: {functions}; track schedule every {self.options.tick_seconds:g} s",
             f"# handler logs: {self.log_path}",
-            "# paste these lines into another shell:",
+            "# paste these lines into another shell (they change nothing in ~/.aws):",
             *export_lines(self.exports),
+            "unset AWS_PROFILE  # a profile would point the AWS CLI and boto3 elsewhere",
             f"# try: aws s3 cp my-spec.yaml s3://{self.exports['CRQ_SPECS_BUCKET']}/specs/",
             f"{READY_MARKER}; Ctrl-C stops it",
         ]

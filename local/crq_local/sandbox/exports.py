@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 # Printed together on one line, as in the README, because they always go together.
 CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
@@ -34,3 +35,20 @@ def parse_exports(lines: Iterable[str]) -> dict[str, str]:
             if sep:
                 variables[name] = value
     return variables
+
+
+AWS_CONFIG_TEXT = """\
+# Written by `crq sandbox` for the shells that paste its export lines (AWS_CONFIG_FILE);
+# deleted when the sandbox stops. Your own ~/.aws/config is neither read nor changed.
+[default]
+region = {region}
+# AWS CLI v1 would fetch http:// values such as --queue-url as parameter files.
+cli_follow_urlparam = false
+"""
+
+
+def write_aws_config(directory: Path, region: str) -> Path:
+    """The sandbox's own AWS config file in `directory` (exported as AWS_CONFIG_FILE)."""
+    path = directory / "config"
+    path.write_text(AWS_CONFIG_TEXT.format(region=region), encoding="utf-8")
+    return path

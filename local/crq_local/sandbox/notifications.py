@@ -12,6 +12,8 @@ from typing import Any
 
 from rich.text import Text
 
+from crq.apimodel import located
+
 EVENT_STYLES = {
     "QUERY_SUCCEEDED": "bold green",
     "QUERY_FAILED": "bold red",
@@ -83,7 +85,14 @@ class ReceivedNotification:
         return float(value) if value is not None else None
 
     def outcome(self) -> str:
-        """One short phrase: where the results are, or what went wrong."""
+        """One short phrase: where the results are, or what went wrong (or the schedule)."""
+        schedule = self.body.get("schedule")
+        if isinstance(schedule, dict):  # SCHEDULE_SET / SCHEDULE_REMOVED
+            fires = schedule.get("nextFireTimes") or []
+            if not fires:
+                return str(self.body.get("reason", ""))
+            where = f"{schedule.get('expression')} {schedule.get('timezone')}"
+            return f"{where}, next {fires[0]}"
         if self.objects:
             count = len(self.objects)
             return f"{count} result file{'s' if count != 1 else ''}: {self.objects[0]['uri']}"
@@ -92,7 +101,7 @@ class ReceivedNotification:
         if self.errors:
             first = self.errors[0]
             more = f" (+{len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
-            return f"{first.get('field', '?')}: {first.get('message', '')}{more}"
+            return located(str(first.get("field") or ""), str(first.get("message", ""))) + more
         return self.status or ""
 
 

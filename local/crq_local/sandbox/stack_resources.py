@@ -7,7 +7,9 @@ retry policy and environment. The sandbox only picks physical names; the templat
 functions are resolved with them, so a name or pattern changed in the template changes here.
 
 What the sandbox leaves out, because it does not change what the handlers see: the KMS key
-(objects and messages are not encrypted), bucket and topic policies, log groups, access logs.
+(objects and messages are not encrypted), bucket and topic policies, log groups, access logs,
+IAM roles (only their ARNs exist). Schedule groups are created; the spec schedules the start
+function puts in them fire on the sandbox's clock (spec_clock.py).
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class TrackedSchedule:
     function: str  # logical id
     expression: str
     input: str  # the Target's Input as the template writes it (JSON text)
+    timezone: str = "UTC"
 
 
 @dataclass
@@ -98,6 +101,7 @@ class SandboxStack:
     routes: list[Route] = field(default_factory=list)
     rules: dict[str, str] = field(default_factory=dict)  # rule logical id -> rule name
     schedules: list[TrackedSchedule] = field(default_factory=list)
+    schedule_groups: dict[str, str] = field(default_factory=dict)  # logical id -> group name
     alarms: list[str] = field(default_factory=list)
 
 
@@ -164,6 +168,15 @@ def create_stack(
         name = resolver().resolve(raw_name) if raw_name else physical_name(stack_name, logical_id)
         refs[logical_id] = name
         attributes[f"{logical_id}.Arn"] = f"arn:aws:lambda:{region}:{account_id}:function:{name}"
+    for logical_id in stack.resources(template, "AWS::Scheduler::ScheduleGroup"):
+        name = created.schedule_groups[logical_id] = physical_name(stack_name, logical_id)
+        refs[logical_id] = name
+        arn = clients.scheduler.create_schedule_group(Name=name)["ScheduleGroupArn"]
+        attributes[f"{logical_id}.Arn"] = arn
+    for logical_id in stack.resources(template, "AWS::IAM::Role"):
+        # Roles are not enforced locally; their ARNs are what the functions pass around.
+        name = physical_name(stack_name, logical_id)
+        attributes[f"{logical_id}.Arn"] = f"arn:aws:iam::{account_id}:role/{name}"
     for rule in stack.event_rules(template):
         name = created.rules[rule.rule_logical_id] = physical_name(stack_name, rule.rule_logical_id)
         attributes[f"{rule.rule_logical_id}.Arn"] = (
@@ -176,6 +189,7 @@ def create_stack(
         _create_bucket(
             clients.s3,
             name,
+            region,
             {
                 key: resolve.resolve(properties[key])
                 for key in _BUCKET_PROPERTIES
@@ -212,8 +226,16 @@ def _create_queue(sqs: Any, name: str, properties: Mapping[str, Any]) -> Queue:
     return Queue(name, url, arn)
 
 
-def _create_bucket(s3: Any, name: str, properties: Mapping[str, Any]) -> None:
-    s3.create_bucket(Bucket=name)
+def create_bucket(s3: Any, name: str, region: str) -> None:
+    """A bucket in `region`: S3 refuses a LocationConstraint in us-east-1 and needs one elsewhere."""
+    if region == "us-east-1":
+        s3.create_bucket(Bucket=name)
+    else:
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
+
+
+def _create_bucket(s3: Any, name: str, region: str, properties: Mapping[str, Any]) -> None:
+    create_bucket(s3, name, region)
     if properties.get("VersioningConfiguration", {}).get("Status") == "Enabled":
         s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
     block = properties.get("PublicAccessBlockConfiguration")
@@ -328,15 +350,17 @@ def _create_schedules(
         for key in ("RetryPolicy", "DeadLetterConfig"):
             if key in properties:
                 target[key] = properties[key]
+        timezone = properties.get("ScheduleExpressionTimezone") or "UTC"
         scheduler.create_schedule(
             Name=name,
             ScheduleExpression=properties["ScheduleExpression"],
+            ScheduleExpressionTimezone=timezone,
             FlexibleTimeWindow=properties.get("FlexibleTimeWindow", {"Mode": "OFF"}),
             Target=target,
             State="ENABLED",
         )
         created.schedules.append(
             TrackedSchedule(
-                name, schedule.function, properties["ScheduleExpression"], target["Input"]
+                name, schedule.function, properties["ScheduleExpression"], target["Input"], timezone
             )
         )

@@ -32,12 +32,16 @@ class ScheduleTicker(Worker):
         self._event = event
         self._tick = tick_seconds
         self._on_tick = on_tick
+        # Passes completed (schedule read, and fired if enabled): lets a caller wait for the
+        # ticker to see a change, rather than guess how long that takes.
+        self.passes = 0
 
     def _run(self) -> None:
         while not self._stop.wait(self._tick):
             try:
                 event = self._event()
             except (BotoCoreError, ClientError):
-                continue  # the schedule was deleted, or the endpoint is stopping: no firing
+                event = None  # the schedule was deleted, or the endpoint is stopping: no firing
             if event is not None:
                 self._on_tick(self._runtime.invoke(self._function, event))
+            self.passes += 1

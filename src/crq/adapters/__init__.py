@@ -12,12 +12,14 @@ import boto3
 from botocore.config import Config
 
 from crq.adapters.cleanrooms import CleanRoomsGateway, keep_retry_info
-from crq.adapters.dynamodb import DynamoLedger
+from crq.adapters.dynamodb import DynamoLedger, DynamoSpecStates
 from crq.adapters.s3 import ResultLister, SpecStore
+from crq.adapters.scheduler import SchedulerGateway
 from crq.adapters.sns import SnsPublisher
 from crq.metrics import PowertoolsRunMetrics
 from crq.ports import Pipeline, utc_now
 from crq.preflight import CachedReader
+from crq.schedule_state import ScheduleDeps
 from crq.settings import Settings
 
 if TYPE_CHECKING:
@@ -87,3 +89,28 @@ def build_pipeline(settings: Settings, metrics: Metrics) -> Pipeline:
         publisher=SnsPublisher(settings.topic_arn, client("sns")),
         metrics=PowertoolsRunMetrics(metrics),
     )
+
+
+# The schedule use case's collaborators of the current pipeline (one per cold start).
+_SCHEDULE_DEPS: list[tuple[Pipeline, ScheduleDeps]] = []
+
+
+def schedule_deps_for(pipeline: Pipeline) -> ScheduleDeps:
+    """The schedule use case's collaborators, sharing the pipeline's clients (S3, DynamoDB,
+    SNS), built once per pipeline; the Scheduler client is created on first use."""
+    for built, deps in _SCHEDULE_DEPS:
+        if built is pipeline:
+            return deps
+    assert isinstance(pipeline.ledger, DynamoLedger)
+    session = boto3.DEFAULT_SESSION
+    assert session is not None
+    deps = ScheduleDeps(
+        settings=pipeline.settings,
+        specs=pipeline.specs,
+        states=DynamoSpecStates.sharing(pipeline.ledger),
+        scheduler=SchedulerGateway(cast(Any, _LazyClient(session, "scheduler", _RETRYING))),
+        publisher=pipeline.publisher,
+        clock=pipeline.clock,
+    )
+    _SCHEDULE_DEPS[:] = [(pipeline, deps)]
+    return deps

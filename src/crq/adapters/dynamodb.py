@@ -9,6 +9,7 @@ is SENT, which removes it from the sparse index. Every write is conditional on t
 
 from __future__ import annotations
 
+import itertools
 import json
 import types
 import typing
@@ -22,7 +23,8 @@ from pydantic import BaseModel
 
 from crq.adapters.aws_errors import error_code
 from crq.errors import StaleRun
-from crq.ledger import ActiveRun, Run
+from crq.ledger import ActiveRun, Run, in_flight_since
+from crq.schedule_state import STATE_ID_PREFIX, DesiredSchedule, SpecState, StateClaimRefused
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -31,8 +33,17 @@ IN_FLIGHT_INDEX = "InFlight"
 BY_QUERY_INDEX = "ByQuery"
 IN_FLIGHT_FLAG = "1"
 IN_FLIGHT_BY_MEMBERSHIP_INDEX = "InFlightByMembership"
+# Recent runs for tools (`crq status`): one partition per year of creation, newest first
+# within it, so reading the latest runs never scans the table. Walking back stops at `since`,
+# or after the longest retention the template allows (RunRetentionDays <= 3650, 11 years).
+# crq writes a few runs a minute at most: a year's partition is far from any throughput limit.
+RECENT_INDEX = "Recent"
+RECENT_HORIZON_YEARS = 11
+# Name claims share the table with runs (no index attributes, so no index holds them).
+NAME_CLAIM_PREFIX = "specName:"
 # Derived index keys: written from the run's state, never read back as state.
-_DERIVED = ("inFlight", "inFlightSince", "inFlightMembership")
+_DERIVED = ("inFlight", "inFlightSince", "inFlightMembership", "recentYear", "recentSince")
+
 # Items of the daily CRPU budget live beside the runs: `budget:<YYYY-MM-DD>`.
 BUDGET_ITEM_PREFIX = "budget:"
 BUDGET_ITEM_DAYS = 3  # kept a little past their day, then DynamoDB's TTL removes them
@@ -84,14 +95,29 @@ def to_item(run: Run) -> dict[str, Any]:
         item["inFlightSince"] = run.in_flight_since
     if run.query_id is None:
         item.pop("queryId", None)
+    item["recentYear"] = recent_year(run.created_at)
+    item["recentSince"] = in_flight_since(run.created_at, run.run_id)  # fixed width: time order
     return item
+
+
+def recent_year(moment: datetime) -> str:
+    """The Recent index's partition of a run created at `moment`: `YYYY`, UTC."""
+    return f"{moment.astimezone(UTC):%Y}"
+
+
+def _years_back(start: datetime, stop: datetime) -> list[str]:
+    """`YYYY` from `start`'s year back to `stop`'s, at most RECENT_HORIZON_YEARS."""
+    first, last = start.astimezone(UTC).year, stop.astimezone(UTC).year
+    return [
+        f"{year:04d}" for year in range(first, max(last, first - RECENT_HORIZON_YEARS + 1) - 1, -1)
+    ]
 
 
 def from_item(item: dict[str, Any]) -> Run:
     data = {
         key: json.loads(value) if key in _JSON_ATTRIBUTES and isinstance(value, str) else value
         for key, value in item.items()
-        if key not in _DERIVED
+        if key not in _DERIVED  # derived from the run, not stored state
     }
     return Run.model_validate(data)
 
@@ -203,22 +229,86 @@ class DynamoLedger:
         value = (response.get("Item") or {}).get("billedUnits", {}).get("N")
         return float(value) if value else 0.0
 
-    def recent(self, limit: int) -> list[Run]:
-        """Up to `limit` runs, newest first, for tools (`crq status`). Scans: never on a hot path."""
-        runs: list[Run] = []
-        kwargs: dict[str, Any] = {"TableName": self._table}
-        while True:
-            page = self._client.scan(**kwargs)
-            runs.extend(
-                from_item(self._plain(item))
-                for item in page.get("Items", [])
-                if not item["runId"]["S"].startswith(BUDGET_ITEM_PREFIX)
+    def recent(
+        self,
+        limit: int,
+        *,
+        spec: str | None = None,
+        since: datetime | None = None,
+        now: datetime | None = None,
+    ) -> list[Run]:
+        """Up to `limit` runs, newest first, for tools (`crq status`), through the Recent index."""
+        return list(itertools.islice(self.iter_recent(spec=spec, since=since, now=now), limit))
+
+    def iter_recent(
+        self,
+        *,
+        spec: str | None = None,
+        since: datetime | None = None,
+        now: datetime | None = None,
+    ) -> Iterator[Run]:
+        """Runs newest first, created at or after `since`, of the spec named `spec` if given;
+        read a page at a time through the Recent index, one year's partition after another."""
+        start = now or datetime.now(UTC)
+        floor = since or datetime(1970, 1, 1, tzinfo=UTC)
+        lowest = in_flight_since(floor, "")
+        for year in _years_back(start, floor):
+            kwargs: dict[str, Any] = {
+                "IndexName": RECENT_INDEX,
+                "KeyConditionExpression": "recentYear = :year AND recentSince >= :lowest",
+                "ExpressionAttributeValues": {
+                    ":year": {"S": year},
+                    ":lowest": {"S": lowest},
+                },
+                "ScanIndexForward": False,
+            }
+            if spec is not None:
+                kwargs["FilterExpression"] = "specName = :spec"
+                kwargs["ExpressionAttributeValues"][":spec"] = {"S": spec}
+            for item in self._query(**kwargs):
+                yield from_item(item)
+
+    # --- spec name claims: one item per name, keyed `specName:<name>` (crq.spec_names) ---
+
+    def claim_spec_name(self, name: str, spec_key: str, now: datetime) -> str | None:
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=self._name_claim(name, spec_key, now),
+                ConditionExpression="attribute_not_exists(runId) OR specKey = :key",
+                ExpressionAttributeValues={":key": {"S": spec_key}},
             )
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        runs.sort(key=lambda run: run.created_at, reverse=True)
-        return runs[:limit]
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            item = self._client.get_item(
+                TableName=self._table,
+                Key={"runId": {"S": NAME_CLAIM_PREFIX + name}},
+                ConsistentRead=True,
+            ).get("Item")
+            return str(item["specKey"]["S"]) if item else None
+        return None
+
+    def pass_spec_name(self, name: str, owner: str, spec_key: str, now: datetime) -> None:
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=self._name_claim(name, spec_key, now),
+                ConditionExpression="specKey = :owner",
+                ExpressionAttributeValues={":owner": {"S": owner}},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    @staticmethod
+    def _name_claim(name: str, spec_key: str, now: datetime) -> dict[str, Any]:
+        return {
+            "runId": {"S": NAME_CLAIM_PREFIX + name},
+            "claimedName": {"S": name},
+            "specKey": {"S": spec_key},
+            "claimedAt": {"S": now.astimezone(UTC).isoformat()},
+        }
 
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         paginator = self._client.get_paginator("query")
@@ -233,3 +323,121 @@ class DynamoLedger:
     @staticmethod
     def _plain(item: dict[str, Any]) -> dict[str, Any]:
         return {key: _deserializer.deserialize(value) for key, value in item.items()}
+
+
+class DynamoSpecStates:
+    """Spec-state records (crq.schedule_state) in the runs table, keyed `spec:<hash>`.
+
+    They carry none of the runs' index attributes, so the InFlight and ByQuery indexes never
+    see them; `recent()` above skips them.
+    """
+
+    def __init__(self, table_name: str, client: DynamoDBClient) -> None:
+        self._table = table_name
+        self._client = client
+
+    @classmethod
+    def sharing(cls, ledger: DynamoLedger) -> DynamoSpecStates:
+        """Records in the ledger's table, through the ledger's client."""
+        return cls(ledger._table, ledger._client)
+
+    def get(self, state_id: str) -> SpecState | None:
+        response = self._client.get_item(
+            TableName=self._table, Key={"runId": {"S": state_id}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return self._state(DynamoLedger._plain(item)) if item else None
+
+    def claim(self, state: SpecState) -> None:
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=DynamoLedger._typed(self._item(state)),
+                **self._claim_condition(state),
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            current = self.get(state.state_id)
+            if current is None:  # deleted meanwhile (by hand): nothing to be ordered against
+                raise
+            raise StateClaimRefused(current) from exc
+
+    def mark_applied(self, state: SpecState) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"runId": {"S": state.state_id}},
+                UpdateExpression="SET applied = :yes",
+                ConditionExpression="sequencer = :seq",
+                ExpressionAttributeValues={":seq": {"S": state.sequencer}, ":yes": {"BOOL": True}},
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def all(self) -> list[SpecState]:
+        states: list[SpecState] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "begins_with(runId, :prefix)",
+            "ExpressionAttributeValues": {":prefix": {"S": STATE_ID_PREFIX}},
+        }
+        while True:
+            page = self._client.scan(**kwargs)
+            states.extend(self._state(DynamoLedger._plain(i)) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return states
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    @staticmethod
+    def _claim_condition(state: SpecState) -> dict[str, Any]:
+        """Absent, older, the same event unfinished, or (sequencer ties, which S3 never makes
+        but moto always does) another object version."""
+        same = "applied = :no"
+        values: dict[str, Any] = {":seq": {"S": state.sequencer}, ":no": {"BOOL": False}}
+        if state.version_id is not None:
+            same += " OR attribute_not_exists(versionId) OR versionId <> :version"
+            values[":version"] = {"S": state.version_id}
+        return {
+            "ConditionExpression": "attribute_not_exists(runId) OR sequencer < :seq"
+            f" OR (sequencer = :seq AND ({same}))",
+            "ExpressionAttributeValues": values,
+        }
+
+    @staticmethod
+    def _item(state: SpecState) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "runId": state.state_id,
+            "recordType": "specState",
+            "bucket": state.bucket,
+            "specKey": state.spec_key,
+            "specName": state.spec_name,
+            "sequencer": state.sequencer,
+            "applied": state.applied,
+            "reason": state.reason,
+            "updatedAt": state.updated_at.isoformat(),
+        }
+        if state.version_id is not None:
+            item["versionId"] = state.version_id
+        if state.desired is not None:
+            item["desired"] = state.desired.model_dump_json(exclude_none=True)
+        return item
+
+    @staticmethod
+    def _state(item: dict[str, Any]) -> SpecState:
+        desired = item.get("desired")
+        return SpecState(
+            state_id=item["runId"],
+            bucket=item["bucket"],
+            spec_key=item["specKey"],
+            spec_name=item["specName"],
+            sequencer=item["sequencer"],
+            version_id=item.get("versionId"),
+            desired=DesiredSchedule.model_validate_json(desired) if desired else None,
+            applied=bool(item.get("applied")),
+            reason=item.get("reason", ""),
+            updated_at=item["updatedAt"],
+        )

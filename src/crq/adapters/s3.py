@@ -10,8 +10,8 @@ from botocore.exceptions import ClientError
 from crq.adapters.aws_errors import error_code
 from crq.errors import ResultsUnavailable, SpecUnreadable
 from crq.ledger import ResultObject
-from crq.limits import MAX_SPEC_BYTES
 from crq.ports import SpecObject
+from crq.safe_load import MAX_SPEC_BYTES, too_large
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -57,15 +57,12 @@ class SpecStore:
         try:
             size = _total_size(response)
             if size > self._limit:
-                raise SpecUnreadable(
-                    source,
-                    f"the spec file is {size} bytes; the limit is {self._limit} bytes (256 KiB)",
-                )
+                raise SpecUnreadable(source, too_large(size))
             data = body.read(self._limit + 1)
         finally:
             body.close()
         if len(data) > self._limit:  # no Content-Range (range ignored): trust what was read
-            raise SpecUnreadable(source, f"the spec file is over {self._limit} bytes (256 KiB)")
+            raise SpecUnreadable(source, too_large(None))
         etag = response.get("ETag")
         return SpecObject(
             data=data,

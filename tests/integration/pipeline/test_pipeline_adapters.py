@@ -155,7 +155,10 @@ def test_an_oversized_spec_is_refused_without_reading_it_whole(pipeline_stack: A
     client = boto3.client("s3")
     client.meta.events.register("before-send.s3.GetObject", record)
     store = SpecStore(client)
-    with pytest.raises(SpecUnreadable, match="300000 bytes; the limit is 262144"):
+    with pytest.raises(
+        SpecUnreadable,
+        match=r"the file is 300000 bytes; a spec file has at most 262144 bytes \(256 KiB\)",
+    ):
         store.get_spec(pipeline_stack.specs_bucket, "specs/big.yaml", None)
     assert ranges == [b"bytes=0-262144"]  # one byte past the limit, never the whole object
     assert len(store.get_spec(pipeline_stack.specs_bucket, "specs/edge.yaml", None).data) == 262_144
@@ -290,3 +293,21 @@ def test_scrub_hides_parameter_values_in_messages() -> None:
         == "line ***, column 10: value *** invalid"
     )
     assert scrub("nothing here", []) == "nothing here"
+
+
+def test_spec_name_claims_are_conditional_and_stay_out_of_the_indexes(
+    ledger: DynamoLedger,
+) -> None:
+    # The first key claims the name; claiming again is fine; another key learns the owner
+    assert ledger.claim_spec_name("weekly", "specs/a.yaml", T0) is None
+    assert ledger.claim_spec_name("weekly", "specs/a.yaml", T0) is None
+    assert ledger.claim_spec_name("weekly", "specs/b.yaml", T0) == "specs/a.yaml"
+    # Passing it on needs the owner read: a stale owner changes nothing
+    ledger.pass_spec_name("weekly", "specs/x.yaml", "specs/b.yaml", T0)
+    assert ledger.claim_spec_name("weekly", "specs/b.yaml", T0) == "specs/a.yaml"
+    ledger.pass_spec_name("weekly", "specs/a.yaml", "specs/b.yaml", T0)
+    assert ledger.claim_spec_name("weekly", "specs/a.yaml", T0) == "specs/b.yaml"
+    # Claims are not runs: no index the tracker or `crq status` reads holds them
+    ledger.create(new_run("r1"))
+    assert [r.run_id for r in ledger.in_flight()] == ["r1"]
+    assert [r.run_id for r in ledger.recent(10, now=T0)] == ["r1"]

@@ -252,7 +252,7 @@ def test_duplicate_deliveries_start_one_query_and_notify_once(
         ("other-prefix", True),
         ("folder-marker", True),
         ("wrong-extension", True),
-        ("object-deleted", True),
+        ("../s3-object-deleted", True),  # a spec that never had a schedule: nothing to remove
     ],
 )
 def test_events_that_are_not_ours_are_ignored_quietly(

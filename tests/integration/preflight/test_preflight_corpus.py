@@ -25,7 +25,17 @@ def stack_environment(parameters: dict[str, Any]) -> dict[str, str]:
     resolver = stack.Resolver(
         stack.load_template(),
         parameters=parameters,
-        refs={"RunsTable": "t", "NotificationsTopic": "n", "SpecsBucket": "s"},
+        refs={
+            "RunsTable": "t",
+            "NotificationsTopic": "n",
+            "SpecsBucket": "s",
+            "SpecSchedules": "g",
+        },
+        # The start function's spec-schedule variables name these (issue 8).
+        attributes={
+            "SchedulerRole.Arn": "arn:aws:iam::111111111111:role/r",
+            "EventsDeadLetterQueue.Arn": "arn:aws:sqs:us-east-1:111111111111:dlq",
+        },
         stack_name="crq-test",
         region="us-east-1",
         account_id="111111111111",

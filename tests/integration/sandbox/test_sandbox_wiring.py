@@ -124,6 +124,13 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         sandbox.stop()
 
 
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        time.sleep(0.05)
+
+
 def is_s3_key(key: str) -> Callable[[Any], bool]:
     return lambda event: event.get("detail", {}).get("object", {}).get("key") == key
 
@@ -142,7 +149,7 @@ def test_the_table_has_the_templates_keys_indexes_and_ttl(running: Running) -> N
     assert table["KeySchema"] == expected["KeySchema"]
     indexes = {i["IndexName"]: i["KeySchema"] for i in table["GlobalSecondaryIndexes"]}
     assert indexes == {i["IndexName"]: i["KeySchema"] for i in expected["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {"InFlight", "InFlightByMembership", "ByQuery"}
+    assert set(indexes) == {"InFlight", "InFlightByMembership", "ByQuery", "Recent"}
     assert ttl == {"AttributeName": "expiresAt", "TimeToLiveStatus": "ENABLED"}
 
 
@@ -170,7 +177,7 @@ def test_rules_carry_the_templates_patterns_resolved_with_sandbox_names(running:
         assert json.loads(rules[name]["EventPattern"]) == resolver.event_pattern(rule)
         (target,) = events.list_targets_by_rule(Rule=name)["Targets"]
         assert target["Arn"].startswith("arn:aws:sqs:")
-    assert len(stack.event_rules(TEMPLATE)) == 2
+    assert len(stack.event_rules(TEMPLATE)) == 3  # uploads, deletions, Clean Rooms events
 
 
 def test_the_track_schedule_has_the_templates_input_and_target(running: Running) -> None:
@@ -235,8 +242,7 @@ def test_a_spec_upload_invokes_start_with_the_s3_event(running: Running) -> None
 def test_uploads_the_templates_pattern_excludes_reach_nobody(running: Running) -> None:
     s3 = running.client("s3")
     bucket = running.exports["CRQ_SPECS_BUCKET"]
-    for key in ("elsewhere/x.yaml", "specs/notes.txt"):
-        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    s3.put_object(Bucket=bucket, Key="elsewhere/x.yaml", Body=b"x")
     s3.put_object(Bucket=bucket, Key="specs/after.json", Body=b"{}")
 
     running.recorder.wait_for("handlers.start.handler", is_s3_key("specs/after.json"))
@@ -244,7 +250,16 @@ def test_uploads_the_templates_pattern_excludes_reach_nobody(running: Running) -
     keys = {
         c.event["detail"]["object"]["key"] for c in running.recorder.of("handlers.start.handler")
     }
-    assert not keys & {"elsewhere/x.yaml", "specs/notes.txt"}
+    assert "elsewhere/x.yaml" not in keys
+
+
+def test_every_key_under_the_prefix_reaches_start_whatever_its_case(running: Running) -> None:
+    # Wildcards are case-sensitive: the rule takes the prefix, the function judges the name.
+    s3 = running.client("s3")
+    bucket = running.exports["CRQ_SPECS_BUCKET"]
+    for key in ("specs/upper.YAML", "specs/team-a/mixed.Json", "specs/notes.txt"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+        running.recorder.wait_for("handlers.start.handler", is_s3_key(key))
 
 
 def test_the_engines_status_events_reach_track(running: Running) -> None:
@@ -284,10 +299,14 @@ def test_the_track_schedule_ticks_until_disabled(running: Running) -> None:
         Target=schedule["Target"],
         State="DISABLED",
     )
+    [ticker] = running.sandbox.tickers
     try:
-        time.sleep(1.5)  # let a tick that already read the schedule finish
+        # A pass that read the schedule before it was disabled may still fire: wait for it to
+        # end (passes run one after another), then for three passes that read it disabled.
+        after_disable = ticker.passes + 1
+        wait_until(lambda: ticker.passes >= after_disable)
         ticks = len(running.recorder.of("handlers.track.handler", is_tick))
-        time.sleep(1.5)
+        wait_until(lambda: ticker.passes >= after_disable + 3)
         assert len(running.recorder.of("handlers.track.handler", is_tick)) == ticks
     finally:
         scheduler.update_schedule(

@@ -20,11 +20,17 @@ SANDBOX_ENV = {
 }
 
 
+# Bound and never listening: a connection is refused, and no other test (a sandbox on port 0
+# in another xdist worker) can be given the port meanwhile, as a released port could be.
+_HELD: list[socket.socket] = []
+
+
 def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on, held for the rest of the test session."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _HELD.append(sock)
+    return int(sock.getsockname()[1])
 
 
 @pytest.fixture

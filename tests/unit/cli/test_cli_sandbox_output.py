@@ -127,3 +127,19 @@ def test_a_raw_delivery_message_is_the_body_itself() -> None:
 
     assert notification.event == "QUERY_CANCELLED"
     assert notification.subject is None
+
+
+def test_a_rejection_of_the_whole_file_names_the_file_not_an_empty_field() -> None:
+    rejected = parse_sns_message(
+        sns_envelope(
+            {
+                "event": "SPEC_REJECTED",
+                "spec": {"name": "e", "source": "s3://b/specs/e.yaml"},
+                "errors": [{"field": "", "message": "the file is empty"}],
+            }
+        )
+    )
+
+    line = compact_line(rejected).plain
+    assert line.endswith("  the file is empty")
+    assert ": the file is empty" not in line

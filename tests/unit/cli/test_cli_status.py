@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -14,7 +15,16 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from crq.adapters.dynamodb import DynamoLedger
-from crq.ledger import Outcome, Run, RunEvent, RunState, TriggerType, in_flight_since
+from crq.ledger import (
+    ErrorInfo,
+    FieldProblem,
+    Outcome,
+    Run,
+    RunEvent,
+    RunState,
+    TriggerType,
+    in_flight_since,
+)
 from crq_local import cli, stack
 from crq_local.cli import app
 from crq_local.engine import Engine, Timings, load_config
@@ -150,3 +160,109 @@ def test_watch_follows_a_query_to_its_end_and_finds_its_membership() -> None:
     assert "results: s3://results/" in result.stdout
     assert unknown.exit_code == 2
     assert "no membership of this account knows query" in unknown.stderr
+
+
+def no_scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record each DynamoDB operation `crq status` makes; a Scan fails the command."""
+    calls: list[str] = []
+    real_client = cli._client
+
+    def refuse_scans(model: Any, **_: Any) -> None:
+        calls.append(model.name)
+        assert model.name != "Scan", "crq status scanned the table"
+
+    def client(service: str) -> Any:
+        made = real_client(service)
+        made.meta.events.register("before-call.dynamodb", refuse_scans)
+        return made
+
+    monkeypatch.setattr(cli, "_client", client)
+    return calls
+
+
+def failed(index: int, now: datetime, **changes: object) -> Run:
+    return a_run(
+        index,
+        now,
+        outcome=Outcome(
+            event=RunEvent.QUERY_FAILED,
+            ended_at=now,
+            error=ErrorInfo(code="MALFORMED_QUERY", message="column store_id is not allowed"),
+        ),
+        **changes,
+    )
+
+
+@pytest.mark.usefixtures("aws")
+def test_status_reads_the_recent_index_with_filters_and_an_error_column(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cli, "out", Console(width=220, highlight=False))
+    now = datetime.now(UTC)
+    last_year = now - timedelta(days=400)  # another partition of the index
+    rejected = a_run(
+        6,
+        now,
+        spec_name="team-b/draft",
+        outcome=Outcome(
+            event=RunEvent.SPEC_REJECTED,
+            ended_at=now,
+            errors=[
+                FieldProblem(field="maxRuntimeMinutes", message="must be at least 1"),
+                FieldProblem(field="x", message="unknown field"),
+            ],
+        ),
+    )
+    runs = [
+        a_run(1, last_year, spec_name="team-a/x"),
+        failed(2, now, spec_name="team-a/x"),
+        a_run(3, now, spec_name="team-b/x"),
+        a_run(4, now, spec_name="team-a/x"),
+        rejected,
+    ]
+    deploy_stack_with_runs(runs)
+    calls = no_scans(monkeypatch)
+
+    def status(*args: str) -> list[str]:
+        result = runner.invoke(app, ["status", "--stack", "crq-prod", *args])
+        assert result.exit_code == 0, result.output
+        return [line for line in result.stdout.splitlines() if "/" in line and "│" in line]
+
+    # Newest first across months, the limit honoured
+    everything = status("--limit", "10")
+    assert [row.split("│")[1].strip() for row in everything] == [
+        "team-b/draft",
+        "team-a/x",
+        "team-b/x",
+        "team-a/x",
+        "team-a/x",
+    ]
+    # The error column says why a run failed
+    assert "MALFORMED_QUERY: column store_id is not allowed" in everything[3]
+    assert "maxRuntimeMinutes: must be at least 1 (+1 more)" in everything[0]
+    # --spec, --status, --since
+    assert len(status("--spec", "team-a/x")) == 3
+    assert len(status("--spec", "team-a/x", "--since", "7d")) == 2
+    [only_failed] = status("--status", "failed")
+    assert "QUERY_FAILED" in only_failed
+    assert len(status("--status", "rejected")) == 1
+    assert len(status("--status", "QUERY_SUCCEEDED", "--limit", "2")) == 2
+    assert "Query" in calls and "Scan" not in calls
+
+    # --json: one array, the same runs
+    result = runner.invoke(app, ["status", "--stack", "crq-prod", "--json", "--status", "failed"])
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.stdout)
+    assert row["spec"] == "team-a/x" and row["status"] == "QUERY_FAILED"
+    assert row["error"] == "MALFORMED_QUERY: column store_id is not allowed"
+    assert row["queryId"] == runs[1].query_id
+
+
+@pytest.mark.usefixtures("aws")
+def test_status_refuses_a_since_it_cannot_read() -> None:
+    deploy_stack_with_runs([])
+
+    result = runner.invoke(app, ["status", "--stack", "crq-prod", "--since", "last tuesday"])
+
+    assert result.exit_code == 2
+    assert "is neither an age" in result.output

@@ -44,13 +44,13 @@ def test_every_error_is_listed_with_file_field_and_reason() -> None:
 
 def test_one_bad_file_among_good_ones_fails_the_run(tmp_path: Path) -> None:
     unknown_key = tmp_path / "typo.yaml"
-    unknown_key.write_text(GOOD[0].read_text() + "\nschedule: weekly\n")
+    unknown_key.write_text(GOOD[0].read_text() + "\nevery: weekly\n")
 
     result = runner.invoke(app, ["validate", str(GOOD[0]), str(unknown_key)])
 
     assert result.exit_code == 1
     assert f"{GOOD[0]}: OK" in result.stdout
-    assert f"{unknown_key}: schedule: unknown field" in result.stdout
+    assert f"{unknown_key}: every: unknown field" in result.stdout
 
 
 def test_a_missing_file_is_an_error_not_a_traceback(tmp_path: Path) -> None:
@@ -69,3 +69,30 @@ def test_a_directory_is_refused_clearly(tmp_path: Path) -> None:
 
     assert result.exit_code == 1
     assert "is a directory" in result.stdout
+
+
+def test_a_problem_of_the_whole_file_reads_as_the_file_not_an_empty_path(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_bytes(b"")
+    complex_key = tmp_path / "complex-key.yaml"
+    complex_key.write_bytes(b"? [a]\n: 1\n")
+
+    result = runner.invoke(app, ["validate", str(empty), str(complex_key)])
+
+    lines = result.stdout.splitlines()
+    assert f"✗ {empty}: the file is empty" in lines
+    assert f"✗ {complex_key}: the file: keys must be strings, not a list (line 1, column 3)" in (
+        lines
+    )
+    assert "<root>" not in result.stdout and ": :" not in result.stdout
+
+
+def test_validate_and_the_start_path_word_the_size_error_alike(tmp_path: Path) -> None:
+    from crq.safe_load import MAX_SPEC_BYTES, too_large
+
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"# " + b"x" * MAX_SPEC_BYTES + b"\n")
+
+    result = runner.invoke(app, ["validate", str(big)])
+
+    assert f"✗ {big}: {too_large(big.stat().st_size)}" in result.stdout.splitlines()

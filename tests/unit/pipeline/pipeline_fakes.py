@@ -47,6 +47,7 @@ class FakeLedger:
     def __init__(self) -> None:
         self.rows: dict[str, Run] = {}
         self.writes = 0
+        self.names: dict[str, str] = {}  # spec name claims: name -> spec key
         self.budget: dict[str, dict[str, float]] = {}  # day -> query id -> units
 
     def create(self, run: Run) -> Run | None:
@@ -83,6 +84,14 @@ class FakeLedger:
             for r in self.in_flight()
             if r.active_membership == membership_id
         ]
+
+    def claim_spec_name(self, name: str, spec_key: str, now: datetime) -> str | None:
+        owner = self.names.setdefault(name, spec_key)
+        return None if owner == spec_key else owner
+
+    def pass_spec_name(self, name: str, owner: str, spec_key: str, now: datetime) -> None:
+        if self.names.get(name) == owner:
+            self.names[name] = spec_key
 
     # the daily CRPU budget (crq.budget)
     def add_billed_units(self, day: str, query_id: str, units: float) -> None:

@@ -11,8 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from crq.events import (
-    NotOurs,
     QueryChanged,
+    SpecDeleted,
     SpecScheduled,
     SpecUploaded,
     TrackAll,
@@ -37,6 +37,7 @@ def test_s3_object_created() -> None:
         size=912,
         time=datetime(2026, 1, 5, 6, 0, tzinfo=UTC),
         event_id="17793124-05d4-b198-2fde-7ededc63b103",
+        sequencer="617f08299329d189",
     )
 
 
@@ -48,8 +49,16 @@ def test_scheduler_input() -> None:
     assert trigger.execution_id == "c8a4c1c3-0b0e-4bbf-9a36-6d2d9b4a7f11"
 
 
-def test_a_delete_is_not_ours() -> None:
-    assert isinstance(parse_start_event(load("start/not-ours/object-deleted.json")), NotOurs)
+def test_s3_object_deleted() -> None:
+    # A deletion removes the spec's schedule (crq.schedule_sync); it never starts a run.
+    assert parse_start_event(load("start/s3-object-deleted.json")) == SpecDeleted(
+        bucket="crq-dev-specsbucket-1a2b3c4d5e6f",
+        key="specs/weekly-overlap.yaml",
+        version_id="1i2Kt7Vq9xB2bDkdl3kpD3z0pBz7WcUy",
+        time=datetime(2026, 1, 5, 6, 0, tzinfo=UTC),
+        event_id="17793124-05d4-b198-2fde-7ededc63b103",
+        sequencer="617f0837b476e463",
+    )
 
 
 @pytest.mark.parametrize(

@@ -234,6 +234,16 @@ def test_a_query_past_its_max_runtime_is_cancelled_once_and_notified_with_the_re
     assert w.publisher.messages[0].subject == "crq: slow CANCELLED"
 
 
+def test_a_one_minute_limit_reads_as_one_minute() -> None:
+    w = world()
+    run = submit(w, "quick", extra="maxRuntimeMinutes: 1\n")
+    w.cleanrooms.end(run.query_id or "", "STARTED")
+    w.clock.advance(minutes=2)
+    track_in_flight(w.pipeline)
+
+    assert run_named(w, "quick").cancel_reason == "ran longer than maxRuntimeMinutes (1 minute)"
+
+
 def test_the_stack_default_max_runtime_applies_when_the_spec_sets_none() -> None:
     w = world(default_max_runtime_minutes=30)
     run = submit(w, "daily")

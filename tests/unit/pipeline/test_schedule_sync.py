@@ -1,0 +1,218 @@
+"""The schedule use case with in-memory collaborators: what runs now, what is set, what is said."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from crq.errors import ConfigError, SpecUnreadable
+from crq.events import SpecDeleted, SpecUploaded
+from crq.ports import SpecObject
+from crq.schedule_state import ManagedSchedule, ScheduleDeps, SpecState, StateClaimRefused
+from crq.schedule_sync import sync_schedule
+from crq.settings import Settings
+
+NOW = datetime(2026, 3, 25, 9, 0, tzinfo=UTC)  # a Wednesday
+BUCKET, KEY = "specs-bucket", "specs/weekly.yaml"
+SPEC = """\
+membershipIdentifier: 6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10
+sqlParameters: {queryString: "SELECT 1"}
+"""
+
+
+@dataclass
+class FakeSpecs:
+    versions: dict[str, bytes] = field(default_factory=dict)
+    current: str | None = None
+
+    def put(self, version: str, body: str) -> None:
+        self.versions[version] = body.encode()
+        self.current = version
+
+    def get_spec(self, bucket: str, key: str, version_id: str | None) -> SpecObject:
+        version = version_id or self.current
+        if version is None or version not in self.versions:
+            raise SpecUnreadable(f"s3://{bucket}/{key}", "no such object")
+        data = self.versions[version]
+        return SpecObject(data, len(data), version, f"etag-{version}")
+
+
+@dataclass
+class FakeStates:
+    records: dict[str, SpecState] = field(default_factory=dict)
+
+    def get(self, state_id: str) -> SpecState | None:
+        return self.records.get(state_id)
+
+    def claim(self, state: SpecState) -> None:
+        held = self.records.get(state.state_id)
+        if (
+            held is None
+            or held.sequencer < state.sequencer
+            or (
+                held.sequencer == state.sequencer
+                and (not held.applied or held.version_id != state.version_id)
+            )
+        ):
+            self.records[state.state_id] = state
+            return
+        raise StateClaimRefused(held)
+
+    def mark_applied(self, state: SpecState) -> bool:
+        held = self.records[state.state_id]
+        if held.sequencer != state.sequencer:
+            return False
+        self.records[state.state_id] = held.model_copy(update={"applied": True})
+        return True
+
+    def all(self) -> list[SpecState]:
+        return list(self.records.values())
+
+
+@dataclass
+class FakeScheduler:
+    schedules: dict[str, ManagedSchedule] = field(default_factory=dict)
+    calls: int = 0
+
+    def put(self, schedule: ManagedSchedule) -> None:
+        self.calls += 1
+        self.schedules[schedule.name] = schedule
+
+    def delete(self, group: str, name: str) -> None:
+        self.calls += 1
+        self.schedules.pop(name, None)
+
+    def get(self, group: str, name: str) -> ManagedSchedule | None:
+        return self.schedules.get(name)
+
+
+@dataclass
+class FakePublisher:
+    messages: list[tuple[str, dict[str, Any], dict[str, str]]] = field(default_factory=list)
+
+    def publish(self, subject: str, message: str, attributes: Any) -> str:
+        self.messages.append((subject, json.loads(message), dict(attributes)))
+        return "id"
+
+
+SETTINGS = Settings(
+    table_name="t",
+    topic_arn="arn:aws:sns:us-east-1:1:t",
+    specs_bucket=BUCKET,
+    service_name="crq",
+    metrics_namespace="crq",
+    schedule_group="group",
+    scheduler_role_arn="arn:aws:iam::1:role/r",
+    schedule_target_arn="arn:aws:lambda:us-east-1:1:function:start",
+)
+
+
+@pytest.fixture
+def world() -> tuple[ScheduleDeps, FakeSpecs, FakeScheduler, FakePublisher]:
+    specs, scheduler, publisher = FakeSpecs(), FakeScheduler(), FakePublisher()
+    deps = ScheduleDeps(SETTINGS, specs, FakeStates(), scheduler, publisher, clock=lambda: NOW)
+    return deps, specs, scheduler, publisher
+
+
+_counter = iter(range(10, 10_000))
+
+
+def uploaded(specs: FakeSpecs, body: str) -> SpecUploaded:
+    version = f"v{next(_counter)}"
+    specs.put(version, body)
+    return SpecUploaded(BUCKET, KEY, version, None, None, NOW, "e", f"{next(_counter):X}")
+
+
+def test_an_unscheduled_spec_runs_now_and_touches_nothing(world: Any) -> None:
+    deps, specs, scheduler, publisher = world
+
+    result = sync_schedule(uploaded(specs, SPEC), deps)
+
+    assert (result.outcome, result.run_now) == ("unscheduled", True)
+    assert scheduler.calls == 0 and publisher.messages == [] and deps.states.records == {}
+
+
+def test_a_scheduled_spec_is_set_announced_with_three_local_fire_times_and_not_run(
+    world: Any,
+) -> None:
+    deps, specs, scheduler, publisher = world
+    body = SPEC + "schedule: cron(0 6 ? * MON *)\ntimezone: Europe/Berlin\nnotify: {team: a}\n"
+
+    result = sync_schedule(uploaded(specs, body), deps)
+
+    assert (result.outcome, result.run_now) == ("set", False)
+    [schedule] = scheduler.schedules.values()
+    assert (schedule.expression, schedule.timezone, schedule.group) == (
+        "cron(0 6 ? * MON *)",
+        "Europe/Berlin",
+        "group",
+    )
+    [(subject, body_sent, attributes)] = publisher.messages
+    assert subject == "crq: weekly SCHEDULED"
+    assert body_sent["schedule"]["nextFireTimes"] == [
+        "2026-03-30T06:00:00+02:00",
+        "2026-04-06T06:00:00+02:00",
+        "2026-04-13T06:00:00+02:00",
+    ]
+    assert attributes == {
+        "event": "SCHEDULE_SET",
+        "status": "SCHEDULE_SET",
+        "specName": "weekly",
+        "team": "a",
+    }
+
+
+def test_run_on_upload_runs_now_too(world: Any) -> None:
+    deps, specs, _, _ = world
+    body = SPEC + "schedule: {expression: 'cron(0 6 ? * MON *)', runOnUpload: true}\n"
+
+    assert sync_schedule(uploaded(specs, body), deps).run_now is True
+
+
+def test_an_invalid_spec_goes_on_to_be_rejected(world: Any) -> None:
+    deps, specs, scheduler, _ = world
+
+    result = sync_schedule(uploaded(specs, SPEC + "schedule: weekly\n"), deps)
+
+    assert (result.outcome, result.run_now) == ("unscheduled", True)
+    assert scheduler.calls == 0
+
+
+def test_a_deletion_never_runs_and_removes_what_was_set(world: Any) -> None:
+    deps, specs, scheduler, publisher = world
+    sync_schedule(uploaded(specs, SPEC + "schedule: rate(1 day)\n"), deps)
+    specs.current = None  # a delete marker
+
+    result = sync_schedule(
+        SpecDeleted(BUCKET, KEY, "marker", NOW, "e", f"{next(_counter):X}"), deps
+    )
+
+    assert (result.outcome, result.run_now) == ("removed", False)
+    assert scheduler.schedules == {}
+    assert [m[1]["event"] for m in publisher.messages] == ["SCHEDULE_SET", "SCHEDULE_REMOVED"]
+
+
+def test_a_stack_without_its_schedule_settings_fails_by_name(world: Any) -> None:
+    deps, specs, _, _ = world
+    bare = ScheduleDeps(
+        SETTINGS.model_copy(update={"schedule_group": "", "scheduler_role_arn": ""}),
+        specs,
+        deps.states,
+        deps.scheduler,
+        deps.publisher,
+        clock=lambda: NOW,
+    )
+
+    with pytest.raises(ConfigError, match="CRQ_SCHEDULE_GROUP, CRQ_SCHEDULER_ROLE_ARN not set"):
+        sync_schedule(uploaded(specs, SPEC + "schedule: rate(1 day)\n"), bare)
+
+
+def test_schedule_notices_carry_the_contract_version() -> None:
+    from crq.notifier import CONTRACT_VERSION
+    from crq.schedule_notice import ScheduleNotification
+
+    assert ScheduleNotification.model_fields["version"].default == CONTRACT_VERSION
