@@ -32,7 +32,7 @@ def _handle(event: dict[str, Any], wiring: Pipeline) -> dict[str, Any]:
         synced = sync_schedule(trigger, schedule_deps_for(wiring))
     if synced is not None and (isinstance(trigger, SpecDeleted) or not synced.run_now):
         result = synced.as_dict()
-    else:
+    elif not isinstance(trigger, SpecDeleted):  # (a deletion always stops above)
         result = start_run(trigger, wiring).as_dict()
         if synced is not None and synced.outcome not in ("ignored", "unscheduled"):
             result["schedule"] = synced.outcome
