@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -59,7 +59,10 @@ def service_model() -> ServiceModel:
     return ServiceModel(data, service_name=SERVICE)
 
 
+@cache
 def shape(name: str) -> Shape:
+    # botocore builds a new Shape on every shape_for() and resolves its members again on each
+    # new object; one Shape per name keeps the resolved member tree (its cached properties).
     return service_model().shape_for(name)
 
 

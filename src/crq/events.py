@@ -11,23 +11,20 @@ invocation and ends in the dead-letter queue after Lambda's retries, instead of 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from aws_lambda_powertools.utilities.parser import parse
-from aws_lambda_powertools.utilities.parser.models import (
-    EventBridgeModel,
-    S3EventNotificationEventBridgeModel,
-)
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class SchedulerInput(BaseModel):
     """The input of a spec's schedule (template: ScheduleV2 `Input`)."""
 
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True, defer_build=True)
 
     spec_key: str = Field(alias="specKey", min_length=1, max_length=1024)
     scheduled_time: AwareDatetime = Field(alias="scheduledTime")
@@ -38,23 +35,35 @@ class SchedulerInput(BaseModel):
 class TrackTick(BaseModel):
     """The track schedule's input: `{"source": "crq.track"}`."""
 
+    model_config = ConfigDict(defer_build=True)
+
     source: str = "crq.track"
 
 
 class CleanRoomsDetail(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True, defer_build=True)
 
     membership_id: str | None = Field(None, alias="membershipId")
     protected_query_id: str | None = Field(None, alias="protectedQueryId")
     status: str | None = None
 
 
-class CleanRoomsEvent(EventBridgeModel):  # type: ignore[misc]
-    source: Literal["aws.cleanrooms"]
-    detail: CleanRoomsDetail
-    # Unused by crq, and missing from events moto's EventBridge hands to its targets (the
-    # sandbox's path): a wake-up must not fail on it.
-    account: str | None = None  # type: ignore[assignment]
+@functools.cache
+def _cleanrooms_event() -> type[BaseModel]:
+    """The model of an aws.cleanrooms event, made on first use: Powertools' event models cost
+    milliseconds to import, which a track tick (the common cold start) never needs."""
+    from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+
+    class CleanRoomsEvent(EventBridgeModel):  # type: ignore[misc]
+        model_config = ConfigDict(defer_build=True)
+
+        source: Literal["aws.cleanrooms"]
+        detail: CleanRoomsDetail
+        # Unused by crq, and missing from events moto's EventBridge hands to its targets (the
+        # sandbox's path): a wake-up must not fail on it.
+        account: str | None = None  # type: ignore[assignment]
+
+    return CleanRoomsEvent
 
 
 # What the start use case is asked to do.
@@ -125,6 +134,8 @@ def parse_start_event(event: Mapping[str, Any]) -> StartTrigger | SpecDeleted:
             schedule_arn=scheduled.schedule_arn,
             execution_id=scheduled.execution_id,
         )
+    from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
+
     uploaded = parse(event=dict(event), model=S3EventNotificationEventBridgeModel)
     obj = uploaded.detail.object
     if uploaded.source == "aws.s3" and uploaded.detail_type == "Object Deleted":
@@ -154,7 +165,7 @@ def parse_track_event(event: Mapping[str, Any]) -> TrackRequest:
     if event.get("source") != "aws.cleanrooms":
         tick = parse(event=dict(event), model=TrackTick)
         return TrackAll(f"tick from {tick.source}")
-    changed = parse(event=dict(event), model=CleanRoomsEvent)
+    changed: Any = parse(event=dict(event), model=_cleanrooms_event())
     detail = changed.detail
     if detail.membership_id and detail.protected_query_id:
         return QueryChanged(detail.membership_id, detail.protected_query_id, detail.status)

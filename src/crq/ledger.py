@@ -5,8 +5,10 @@ QUEUED --intent--> STARTING --StartProtectedQuery ok--> RUNNING --query ended-->
   ^  ^                 |  \--quota/throttle/IAM delay--> QUEUED (attempt kept)
   |  |                 \--call outcome unknown--> reconcile: RUNNING, or QUEUED after the grace
   |  \----- FAILED with a retryable error, attempts left (attempt + 1) -----/
-  \-- created; a spec that fails validation is created ENDED (SPEC_REJECTED)
-ENDED: notifyState PENDING --claim (conditional, lease)--> CLAIMED --published--> SENT
+  \-- created QUEUED, or STARTING when a slot is free; a spec that fails validation is
+      created ENDED (SPEC_REJECTED)
+ENDED: notifyState CLAIMED (ended and claimed in one conditional write, lease) --published--> SENT
+       (PENDING: stored by earlier versions; claimed by its own conditional write)
 ```
 
 Every write is optimistic: a run carries a `revision`, and `Ledger.save` succeeds only if the
@@ -60,8 +62,13 @@ class RunEvent(StrEnum):
 
 class _Model(BaseModel):
     # camelCase in the table and in notifications, snake_case in Python.
+    # Validators are built on first use, not at import (cold start is a budget).
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        extra="ignore",
+        defer_build=True,
     )
 
 
@@ -186,6 +193,14 @@ class Run(_Model):
         return self.state is not RunState.ENDED or self.notify_state is not NotifyState.SENT
 
     @property
+    def active_membership(self) -> str | None:
+        """The membership whose slots or queue this run holds (the per-membership index key):
+        set while QUEUED, STARTING or RUNNING, absent once ENDED."""
+        if self.state is RunState.ENDED:
+            return None
+        return self.membership_id
+
+    @property
     def notification_id(self) -> str | None:
         if self.outcome is None:
             return None
@@ -201,6 +216,15 @@ class Run(_Model):
         if self.notify_state is NotifyState.CLAIMED:
             return self.notify_lease_until is None or self.notify_lease_until <= now
         return True
+
+
+class ActiveRun(_Model):
+    """A row of the per-membership in-flight index: just what the start path needs to decide
+    whether a new run waits (older queued runs, slots held)."""
+
+    run_id: str
+    state: RunState
+    in_flight_since: str
 
 
 def in_flight_since(created_at: datetime, run_id: str) -> str:
@@ -251,6 +275,11 @@ class Ledger(Protocol):
 
     def find_by_query(self, query_id: str) -> Run | None:
         """The run whose current query is `query_id` (the ByQuery index)."""
+        ...
+
+    def active_in_membership(self, membership_id: str) -> list[ActiveRun]:
+        """The membership's QUEUED, STARTING and RUNNING runs, oldest first (the sparse
+        per-membership index, narrow rows): its cost does not grow with other memberships."""
         ...
 
     # --- spec name claims (crq.spec_names; issue 13) ---

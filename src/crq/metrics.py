@@ -17,6 +17,7 @@ The handler's `@metrics.log_metrics` flushes them once per invocation as EMF on 
 
 from __future__ import annotations
 
+import threading
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
@@ -24,6 +25,7 @@ from crq.ledger import Outcome, RunEvent
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
 
 
 class MetricName(StrEnum):
@@ -51,11 +53,17 @@ class PowertoolsRunMetrics:
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
+        # A track pass records from several worker threads; Metrics keeps plain dicts.
+        self._lock = threading.Lock()
+
+    def _add(self, name: MetricName, unit: MetricUnit, value: float) -> None:
+        with self._lock:
+            self._metrics.add_metric(name=name.value, unit=unit, value=value)
 
     def _count(self, name: MetricName) -> None:
         from aws_lambda_powertools.metrics import MetricUnit
 
-        self._metrics.add_metric(name=name.value, unit=MetricUnit.Count, value=1)
+        self._add(name, MetricUnit.Count, 1)
 
     def query_started(self) -> None:
         self._count(MetricName.QUERIES_STARTED)
@@ -80,12 +88,6 @@ class PowertoolsRunMetrics:
         else:
             self._count(MetricName.QUERIES_FAILED)
         if outcome.duration_ms is not None:
-            self._metrics.add_metric(
-                name=MetricName.QUERY_DURATION.value,
-                unit=MetricUnit.Milliseconds,
-                value=outcome.duration_ms,
-            )
+            self._add(MetricName.QUERY_DURATION, MetricUnit.Milliseconds, outcome.duration_ms)
         if outcome.crpu_units is not None:
-            self._metrics.add_metric(
-                name=MetricName.CRPU_UNITS.value, unit=MetricUnit.NoUnit, value=outcome.crpu_units
-            )
+            self._add(MetricName.CRPU_UNITS, MetricUnit.NoUnit, outcome.crpu_units)

@@ -2,8 +2,8 @@
 
 The body is built from the run alone (its stored `Outcome`), so a re-published notification is
 byte-for-byte the first one, with the same `notificationId`. Delivery follows the claim protocol:
-claim (conditional write: PENDING, or CLAIMED with an expired lease -> CLAIMED with a new lease),
-publish, then SENT (which also takes the run out of the InFlight index and sets its TTL). A
+claim (conditional write: PENDING, or CLAIMED with an expired lease -> CLAIMED with a new lease;
+a run is ended and claimed in the same write), publish, then SENT (which also takes the run out of the InFlight index and sets its TTL). A
 publish that fails leaves the claim; a later track re-publishes once the lease has passed.
 docs/notifications.md documents the contract for subscribers.
 """
@@ -63,6 +63,8 @@ class _Body(BaseModel):
         populate_by_name=True,
         extra="forbid",
         field_title_generator=lambda name, _info: to_camel(name),
+        # Built on first use, not at import: a cold start that sends nothing never pays for it.
+        defer_build=True,
     )
 
 
@@ -366,6 +368,12 @@ def deliver(run: Run, pipeline: Pipeline) -> Run:
     except StaleRun:
         logger.info("notification claimed elsewhere", extra={"runId": run.run_id})
         return run
+    return publish_claimed(claimed, pipeline)
+
+
+def publish_claimed(claimed: Run, pipeline: Pipeline) -> Run:
+    """Publish the notification of a run this invocation holds the claim of, then mark it SENT
+    (which takes it out of the InFlight index and sets its TTL)."""
     notification = build_notification(claimed)
     try:
         message_id = pipeline.publisher.publish(
@@ -377,14 +385,14 @@ def deliver(run: Run, pipeline: Pipeline) -> Run:
     except PublishFailed:
         logger.exception(
             "notification not published; a later track retries it",
-            extra={"runId": run.run_id, "notificationId": notification.notification_id},
+            extra={"runId": claimed.run_id, "notificationId": notification.notification_id},
         )
         return claimed
     pipeline.metrics.notification_published()
     logger.info(
         "notification published",
         extra={
-            "runId": run.run_id,
+            "runId": claimed.run_id,
             "notificationId": notification.notification_id,
             "event": notification.event.value,
             "messageId": message_id,
@@ -405,28 +413,34 @@ def deliver(run: Run, pipeline: Pipeline) -> Run:
         # Only a claim whose lease expired mid-publish gets here; the other claimant publishes
         # the same notificationId again, which consumers drop.
         logger.warning(
-            "notification sent but marked by another claimant", extra={"runId": run.run_id}
+            "notification sent but marked by another claimant", extra={"runId": claimed.run_id}
         )
         return claimed
 
 
+def claimed_end(run: Run, outcome: Outcome, pipeline: Pipeline, now: datetime) -> Run:
+    """The run ended with `outcome` and its notification claimed by the writer (with a lease):
+    ending and claiming are one conditional write, so of two invocations ending a run, the one
+    whose write lands publishes, and the other does nothing."""
+    return run.evolve(
+        now,
+        state=RunState.ENDED,
+        outcome=outcome,
+        query_status=outcome.query_status or run.query_status,
+        notify_state=NotifyState.CLAIMED,
+        notify_lease_until=now + pipeline.settings.notify_lease,
+    )
+
+
 def end_run(run: Run, outcome: Outcome, pipeline: Pipeline) -> Run | None:
-    """Record how a run ended (notification PENDING), count it, and deliver its notification.
+    """Record how a run ended, claiming its notification in the same write, count it, and
+    publish the notification.
 
     Returns None if another invocation changed the run first (it owns the ending then).
     """
     now = pipeline.clock()
     try:
-        ended = pipeline.ledger.save(
-            run.evolve(
-                now,
-                state=RunState.ENDED,
-                outcome=outcome,
-                query_status=outcome.query_status or run.query_status,
-                notify_state=NotifyState.PENDING,
-                notify_lease_until=None,
-            )
-        )
+        ended = pipeline.ledger.save(claimed_end(run, outcome, pipeline, now))
     except StaleRun:
         logger.info("run ended elsewhere", extra={"runId": run.run_id})
         return None
@@ -442,4 +456,4 @@ def end_run(run: Run, outcome: Outcome, pipeline: Pipeline) -> Run | None:
             "errorCode": outcome.error.code if outcome.error else None,
         },
     )
-    return deliver(ended, pipeline)
+    return publish_claimed(ended, pipeline)

@@ -28,7 +28,7 @@ ACTIVE_STATUSES = frozenset({"SUBMITTED", "STARTED", "CANCELLING"})
 class QuerySummary(BaseModel):
     """A ProtectedQuerySummary from ListProtectedQueries."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     id: str
     membership_id: str

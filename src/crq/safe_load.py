@@ -28,8 +28,8 @@ import yaml
 from yaml import events
 
 from crq.apimodel import FieldError, join
+from crq.limits import MAX_SPEC_BYTES  # shared with the S3 adapter
 
-MAX_SPEC_BYTES = 262_144
 MAX_DEPTH = 20
 MAX_ERRORS = 50
 # Keys and values: a real spec holds dozens; refusing more bounds what a hostile file costs.

@@ -94,6 +94,12 @@ class Settings(BaseModel):
     # after each grace; after this many such starts the run ends START_FAILED instead of
     # trying forever (about max_unconfirmed_starts x starting_grace of trying).
     max_unconfirmed_starts: int = 5
+    # A track pass works on memberships, and on the runs whose queries ended, this many at a time
+    # (each unit is mostly waiting on AWS calls).
+    track_workers: int = 16
+    # Of the track function's remaining time, this much is kept for the work under way when the
+    # pass stops taking new work (the rest waits for the next tick).
+    track_time_reserve: timedelta = timedelta(seconds=15)
 
     @field_validator(
         "membership_ids", "result_bucket_names", "analysis_template_arns", mode="before"

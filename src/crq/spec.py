@@ -157,7 +157,7 @@ class ScheduleKeys(BaseModel):
 class PipelineKeys(BaseModel):
     """The keys a spec file adds to the StartProtectedQuery request."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)] | None = Field(
         None,
@@ -216,7 +216,7 @@ class SpecSchedule(BaseModel):
 class _Shape(BaseModel):
     # Built only from data apimodel.check_shape has accepted; a test keeps these members equal
     # to the botocore model's.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
 
 class SqlParameters(_Shape):

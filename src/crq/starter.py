@@ -2,15 +2,19 @@
 
 1. Ignore quietly what is not ours (another bucket, outside the prefix, not .yaml/.yml/.json, a
    folder marker, a delete).
-2. The trigger names its run: the runId is derived from the trigger (design.md), so a duplicate
-   delivery finds the run and only helps it along (a QUEUED run may be started; a STARTING one
-   past its grace is reconciled; anything else is left alone).
+2. The trigger names its run: the runId is derived from the trigger (design.md). The run is
+   created conditionally, without a read first; a duplicate delivery learns of the run from the
+   failed condition, reads it then, and only helps it along (a QUEUED run may be started; a
+   STARTING one past its grace is reconciled; anything else is left alone).
 3. Read the spec object version, validate, render at the trigger's time. A spec that fails is
-   recorded ENDED (SPEC_REJECTED) and notified; the handler returns normally (no retry).
-4. Record the run QUEUED (conditional put), then start it unless older runs of its membership
-   are queued (first in, first out) or crq's own queries already fill the membership's slots.
-5. Starting: record the intent (QUEUED -> STARTING, conditional, with the time and a fingerprint
-   of the request), call StartProtectedQuery once, record the query id (STARTING -> RUNNING).
+   created ENDED (SPEC_REJECTED), its notification claimed, and notified; the handler returns
+   normally (no retry).
+4. The run is created in the state it will have: QUEUED if older runs of its membership are
+   queued (first in, first out) or crq's own queries already fill the membership's slots (its
+   membership's rows of the per-membership index), STARTING otherwise.
+5. Starting: record the intent (created STARTING, or QUEUED -> STARTING, conditional, with the
+   time and a fingerprint of the request), call StartProtectedQuery once, record the query id
+   (STARTING -> RUNNING).
    A deferral (quota, throttling, IAM propagation) puts the run back to QUEUED; a refusal ends
    it START_FAILED; any other failure leaves it STARTING and propagates, so Lambda retries the
    event and the tracker reconciles the run (docs/reliability.md), a bounded number of times.
@@ -25,7 +29,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
@@ -35,7 +39,6 @@ from crq.events import NotOurs, SpecScheduled, SpecUploaded, StartTrigger
 from crq.ledger import (
     ErrorInfo,
     FieldProblem,
-    NotifyState,
     Outcome,
     Run,
     RunEvent,
@@ -44,13 +47,18 @@ from crq.ledger import (
     schedule_run_id,
     upload_run_id,
 )
-from crq.notifier import deliver, end_run
+from crq.notifier import claimed_end, deliver, end_run, publish_claimed
 from crq.ports import Pipeline, ProtectedQuery, QuerySummary
 from crq.preflight import preflight
-from crq.render import RenderContext
-from crq.safe_load import format_of
-from crq.spec import Spec, SpecInvalid, load_spec, redacted_request, render_request
 from crq.spec_names import claim_name, default_name
+
+if TYPE_CHECKING:
+    from crq.render import RenderContext
+    from crq.spec import Spec, SpecInvalid
+
+# The spec chain (crq.spec: the Clean Rooms model checks, the YAML loader, the renderer) is
+# imported where a spec is read, not at import: the track function, which imports this module,
+# needs it only when it starts a queued run, and its cold start should not pay for it.
 
 logger = Logger(child=True)
 
@@ -89,9 +97,8 @@ def start_run(trigger: StartTrigger, pipeline: Pipeline) -> StartResult:
     if isinstance(source, StartResult):
         logger.info("event ignored: not ours", extra={"reason": source.detail})
         return source
-    existing = pipeline.ledger.get(source.run_id)
-    if existing is not None:
-        return _resume(existing, pipeline)
+    # No read first: the run is created in the state it will have, conditionally; a duplicate
+    # delivery learns that from the failed condition and only then reads the run.
     return _create(source, pipeline)
 
 
@@ -101,6 +108,8 @@ def _source_of(trigger: StartTrigger, pipeline: Pipeline) -> _Source | StartResu
         case NotOurs(reason=reason):
             return StartResult("ignored", detail=reason)
         case SpecUploaded() as up:
+            from crq.safe_load import format_of
+
             problem = None
             if up.bucket != settings.specs_bucket:
                 problem = "another bucket"
@@ -136,6 +145,8 @@ def _source_of(trigger: StartTrigger, pipeline: Pipeline) -> _Source | StartResu
 
 
 def _create(source: _Source, pipeline: Pipeline) -> StartResult:
+    from crq.spec import SpecInvalid, load_spec, render_request
+
     now = pipeline.clock()
     uri = f"s3://{source.bucket}/{source.key}"
     run = Run(
@@ -173,30 +184,87 @@ def _create(source: _Source, pipeline: Pipeline) -> StartResult:
             "notify_attributes": dict(spec.notify),
         }
     )
-    created = pipeline.ledger.create(run)
-    if created is None:
+    reason = _reason_to_wait(run, pipeline)
+    if reason:
+        created = pipeline.ledger.create(run)
+        if created is None:
+            return _resume_by_id(run.run_id, pipeline)
+        pipeline.metrics.start_queued()
+        logger.info("run queued", extra={**_log(created), "reason": reason})
+        return StartResult("queued", run_id=run.run_id, detail=reason)
+    refused = _refusal(run, request, pipeline, now)
+    if refused is not None:  # created ended: nothing is started, nothing billed
+        return _end_new(run, refused, pipeline)
+    # A free slot: the run is created STARTING (the intent), so one write precedes the call.
+    salt = secrets.token_hex(16)
+    starting = pipeline.ledger.create(_intent(run, request, salt, now))
+    if starting is None:
         return _resume_by_id(run.run_id, pipeline)
-    logger.info("run queued", extra=_log(created))
-    return launch(created, pipeline, spec=spec, wait_for_older=True)
+    logger.info("run created starting", extra=_log(starting))
+    return _call_start(starting, request, pipeline)
+
+
+def _intent(run: Run, request: dict[str, Any], salt: str, now: datetime) -> Run:
+    """The run as recorded just before StartProtectedQuery: STARTING, with a fingerprint."""
+    from crq.spec import redacted_request
+
+    return run.evolve(
+        now,
+        state=RunState.STARTING,
+        starting_at=now,
+        request=redacted_request(request),
+        request_fingerprint=request_fingerprint(request, salt),
+        fingerprint_salt=salt,
+        retry_after=None,
+    )
 
 
 def _reject_new(run: Run, problems: list[FieldProblem], pipeline: Pipeline) -> StartResult:
-    now = pipeline.clock()
-    outcome = _rejection(problems, now)
-    rejected = run.evolve(
-        now, state=RunState.ENDED, outcome=outcome, notify_state=NotifyState.PENDING
-    )
-    created = pipeline.ledger.create(rejected)
+    return _end_new(run, _rejection(problems, pipeline.clock()), pipeline)
+
+
+def _end_new(run: Run, outcome: Outcome, pipeline: Pipeline) -> StartResult:
+    """A new run that ends before any start (a rejected spec, a refusal): created ended and
+    claimed in one write; this invocation publishes it."""
+    created = pipeline.ledger.create(claimed_end(run, outcome, pipeline, outcome.ended_at))
     if created is None:
         return _resume_by_id(run.run_id, pipeline)
-    logger.info("spec rejected", extra={**_log(created), "errors": len(problems)})
+    logger.info("run ended before its start", extra={**_log(created), "event": outcome.event})
     pipeline.metrics.run_ended(outcome)
-    deliver(created, pipeline)
-    return StartResult("rejected", run_id=run.run_id, detail=f"{len(problems)} error(s)")
+    publish_claimed(created, pipeline)
+    return _refused_result(run, outcome)
+
+
+def _refusal(
+    run: Run, request: dict[str, Any], pipeline: Pipeline, now: datetime
+) -> Outcome | None:
+    """Preflight (docs/preflight.md) and the daily CRPU budget: what Clean Rooms would refuse,
+    or the stack may not spend, refused before anything is billed."""
+    if pipeline.collaboration is not None:
+        problems = preflight(request, pipeline.settings, pipeline.collaboration)
+        if problems:
+            logger.info("spec rejected by preflight", extra={**_log(run), "errors": len(problems)})
+            return _rejection(problems, now)
+    refusal = budget_refusal(pipeline.settings, pipeline.ledger, now)  # the daily CRPU budget
+    if refusal is not None:
+        logger.warning("start refused: daily CRPU budget spent", extra=_log(run))
+        return Outcome(event=RunEvent.START_FAILED, ended_at=now, error=refusal)
+    return None
+
+
+def _refused_result(run: Run, outcome: Outcome) -> StartResult:
+    if outcome.event is RunEvent.SPEC_REJECTED:
+        errors = len(outcome.errors or [])
+        return StartResult("rejected", run_id=run.run_id, detail=f"{errors} error(s)")
+    return StartResult(
+        "start_failed", run_id=run.run_id, detail=outcome.error.code if outcome.error else None
+    )
 
 
 def _resume_by_id(run_id: str, pipeline: Pipeline) -> StartResult:
-    existing = pipeline.ledger.get(run_id)
+    # The conditional create found the run a moment ago; a read that misses it (a replica
+    # lagging, the run just expired) is tried once more before concluding it is gone.
+    existing = pipeline.ledger.get(run_id) or pipeline.ledger.get(run_id)
     if existing is None:  # created and already gone: nothing left to do for this trigger
         return StartResult("ended", run_id=run_id)
     return _resume(existing, pipeline)
@@ -227,6 +295,8 @@ def launch(
     `wait_for_older`: stay queued behind older queued runs of the membership, and while crq's own
     queries fill its slots (the start path; the tracker, which counts slots itself, passes False).
     """
+    from crq.spec import SpecInvalid, load_spec, render_request
+
     now = pipeline.clock()
     if run.retry_after is not None and run.retry_after > now:
         return StartResult("queued", run_id=run.run_id, detail="waiting to retry")
@@ -246,38 +316,22 @@ def launch(
     except (SpecUnreadable, SpecInvalid) as exc:
         end_run(run, _rejection(_problems(exc), now), pipeline)
         return StartResult("rejected", run_id=run.run_id)
-    # ---- preflight (docs/preflight.md): what Clean Rooms would refuse, refused unbilled ----
-    if pipeline.collaboration is not None:
-        problems = preflight(request, pipeline.settings, pipeline.collaboration)
-        if problems:
-            logger.info("spec rejected by preflight", extra={**_log(run), "errors": len(problems)})
-            end_run(run, _rejection(problems, now), pipeline)
-            return StartResult("rejected", run_id=run.run_id, detail=f"{len(problems)} error(s)")
-    refusal = budget_refusal(pipeline.settings, pipeline.ledger, now)  # the daily CRPU budget
-    if refusal is not None:
-        logger.warning("start refused: daily CRPU budget spent", extra=_log(run))
-        outcome = Outcome(event=RunEvent.START_FAILED, ended_at=now, error=refusal)
-        end_run(run, outcome, pipeline)
-        return StartResult("start_failed", run_id=run.run_id, detail=refusal.code)
-    # ---- end preflight ----
+    refused = _refusal(run, request, pipeline, now)
+    if refused is not None:
+        end_run(run, refused, pipeline)
+        return _refused_result(run, refused)
 
     salt = run.fingerprint_salt or secrets.token_hex(16)
     try:
-        starting = pipeline.ledger.save(
-            run.evolve(
-                now,
-                state=RunState.STARTING,
-                starting_at=now,
-                request=redacted_request(request),
-                request_fingerprint=request_fingerprint(request, salt),
-                fingerprint_salt=salt,
-                retry_after=None,
-            )
-        )
+        starting = pipeline.ledger.save(_intent(run, request, salt, now))
     except StaleRun:
         logger.info("run taken by another invocation", extra=_log(run))
         return StartResult("in_progress", run_id=run.run_id)
+    return _call_start(starting, request, pipeline)
 
+
+def _call_start(starting: Run, request: dict[str, Any], pipeline: Pipeline) -> StartResult:
+    """StartProtectedQuery, once, for a run recorded STARTING; record what it answered."""
     try:
         query = pipeline.queries.start_query(request)
     except StartDeferred as exc:
@@ -286,7 +340,7 @@ def launch(
         error = ErrorInfo(code=exc.code, message=exc.message, retryable=False, reason=exc.reason)
         outcome = Outcome(event=RunEvent.START_FAILED, ended_at=pipeline.clock(), error=error)
         end_run(starting, outcome, pipeline)
-        return StartResult("start_failed", run_id=run.run_id, detail=exc.code)
+        return StartResult("start_failed", run_id=starting.run_id, detail=exc.code)
     running = mark_running(starting, query, pipeline)
     return StartResult("started", run_id=running.run_id, query_id=query.id)
 
@@ -347,14 +401,14 @@ def _defer(run: Run, exc: StartDeferred, pipeline: Pipeline) -> StartResult:
 
 
 def _reason_to_wait(run: Run, pipeline: Pipeline) -> str | None:
+    assert run.membership_id is not None
     same = [
         other
-        for other in pipeline.ledger.in_flight()
-        if other.membership_id == run.membership_id and other.run_id != run.run_id
+        for other in pipeline.ledger.active_in_membership(run.membership_id)
+        if other.run_id != run.run_id
     ]
-    older = [
-        o for o in same if o.state is RunState.QUEUED and o.in_flight_since < run.in_flight_since
-    ]
+    mine = run.in_flight_since
+    older = [o for o in same if o.state is RunState.QUEUED and o.in_flight_since < mine]
     if older:
         return f"behind {len(older)} older queued run(s)"
     busy = [o for o in same if o.state in (RunState.STARTING, RunState.RUNNING)]

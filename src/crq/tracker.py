@@ -15,7 +15,10 @@ query, end its run if it ended, and, if the membership has queued runs, do the m
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +26,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from crq.budget import billed_units, record_attempt
+from crq.deadline import Deadline
 from crq.errors import CrqError, QueryAlreadyEnded, QueryNotFound, ResultsUnavailable, StaleRun
 from crq.events import QueryChanged, TrackAll, TrackRequest
 from crq.ledger import AttemptCost, ErrorInfo, Outcome, ResultObject, Run, RunEvent, RunState
@@ -66,8 +70,19 @@ class TrackSummary:
     retried: int = 0
     cancelled: int = 0
     notified: int = 0
+    deferred: int = 0  # units of work left for the next tick when the time budget ran out
     failures: list[str] = field(default_factory=list)
     ignored: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add to a counter; workers of one pass count concurrently."""
+        with self._lock:
+            setattr(self, name, getattr(self, name) + n)
+
+    def failed(self, what: str) -> None:
+        with self._lock:
+            self.failures.append(what)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -79,6 +94,8 @@ class TrackSummary:
             "cancelled": self.cancelled,
             "notified": self.notified,
         }
+        if self.deferred:
+            out["deferred"] = self.deferred
         if self.failures:
             out["failures"] = self.failures
         if self.ignored:
@@ -91,79 +108,132 @@ class TrackIncomplete(CrqError):
     the invocation fails visibly (and the next tick tries again)."""
 
 
-def track_in_flight(pipeline: Pipeline, request: TrackRequest | None = None) -> TrackSummary:
+@dataclass
+class _Pass:
+    """One track pass: its collaborators, its time budget, and its two worker pools (one for
+    memberships, one for the runs within them, so a membership waiting on its runs never holds
+    the workers those runs need)."""
+
+    pipeline: Pipeline
+    summary: TrackSummary
+    deadline: Deadline
+    memberships: ThreadPoolExecutor
+    runs: ThreadPoolExecutor
+
+    def unit(self, pool: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run `fn` on `pool` unless the budget is spent by the time a worker takes it up: then
+        it is counted deferred and left as it is in the ledger, for the next tick."""
+
+        def guarded() -> Any:
+            if self.deadline.passed():
+                self.summary.count("deferred")
+                return None
+            return fn(*args)
+
+        return pool.submit(guarded)
+
+
+def track_in_flight(
+    pipeline: Pipeline, request: TrackRequest | None = None, deadline: Deadline | None = None
+) -> TrackSummary:
     request = request or TrackAll("tick")
-    runs = pipeline.ledger.in_flight()
-    summary = TrackSummary(in_flight=len(runs))
-    if isinstance(request, QueryChanged):
-        _wake_up(request, runs, pipeline, summary)
-    else:
-        groups: dict[str, list[Run]] = defaultdict(list)
-        for run in runs:
-            if run.state is not RunState.ENDED and run.membership_id:
-                groups[run.membership_id].append(run)
-        summary.memberships = len(groups)
-        for membership_id, group in groups.items():
-            _guarded(membership_id, group, pipeline, summary)
-        for run in runs:
-            if run.state is RunState.ENDED:
-                _notify(run, pipeline, summary)
+    summary = TrackSummary()
+    workers = pipeline.settings.track_workers
+    with (
+        ThreadPoolExecutor(workers, thread_name_prefix="crq-membership") as memberships,
+        ThreadPoolExecutor(workers, thread_name_prefix="crq-run") as runs,
+    ):
+        work = _Pass(pipeline, summary, deadline or Deadline.never(), memberships, runs)
+        if isinstance(request, QueryChanged):
+            _wake_up(request, work)
+        else:
+            _tick(work)
+    if summary.deferred:
+        logger.warning(
+            "time budget spent: the rest waits for the next tick",
+            extra={"deferred": summary.deferred},
+        )
     if summary.failures:
         raise TrackIncomplete("; ".join(summary.failures))
     return summary
 
 
-def _wake_up(
-    event: QueryChanged, runs: list[Run], pipeline: Pipeline, summary: TrackSummary
-) -> None:
-    run = next((r for r in runs if r.query_id == event.query_id), None)
-    if run is None or run.membership_id != event.membership_id:
+def _tick(work: _Pass) -> None:
+    pipeline, summary = work.pipeline, work.summary
+    runs = pipeline.ledger.in_flight()
+    summary.in_flight = len(runs)
+    groups: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        if run.state is not RunState.ENDED and run.membership_id:
+            groups[run.membership_id].append(run)
+    summary.memberships = len(groups)
+    futures = [
+        work.unit(work.memberships, _guarded, membership_id, group, work)
+        for membership_id, group in groups.items()
+    ]
+    futures += [
+        work.unit(work.runs, _notify, run, pipeline, summary)
+        for run in runs
+        if run.state is RunState.ENDED
+    ]
+    _results(futures)
+
+
+def _results(futures: list[Future[Any]]) -> list[Any]:
+    """Every future's result, once all are done; then the first exception, if any."""
+    wait(futures)
+    for future in futures:
+        error = future.exception()
+        if error is not None:
+            raise error
+    return [f.result() for f in futures]
+
+
+def _wake_up(event: QueryChanged, work: _Pass) -> None:
+    pipeline, summary = work.pipeline, work.summary
+    # The run of that query alone (the ByQuery index), not every run in flight.
+    run = pipeline.ledger.find_by_query(event.query_id)
+    if run is None or run.membership_id != event.membership_id or not run.in_flight:
         # Not a query crq knows (or one it already finished): nothing to do.
         summary.ignored = "query not in flight"
         logger.debug("status event ignored", extra={"queryId": event.query_id})
         return
-    summary.memberships = 1
-    after: Run | None = run
+    summary.in_flight = summary.memberships = 1
     if run.state is RunState.RUNNING:
         try:
             query = pipeline.queries.get_query(event.membership_id, event.query_id)
         except QueryNotFound as exc:
-            after = _end_not_found(run, exc, pipeline, summary)
+            _end_not_found(run, exc, pipeline, summary)
         else:
             try:
                 if query.ended:
-                    after = _finish(run, query, pipeline, summary)
+                    _finish(run, query, pipeline, summary)
             except StaleRun:
                 return  # the scheduled track got there first
     elif run.state is RunState.ENDED:
         _notify(run, pipeline, summary)
     # The ended query freed a slot: if the membership has queued runs, do its pass now.
-    current = [after if r.run_id == run.run_id else r for r in runs]
-    group = [
-        r
-        for r in current
-        if r is not None
-        and r.membership_id == event.membership_id
-        and r.state is not RunState.ENDED
-    ]
-    if any(r.state is RunState.QUEUED for r in group):
-        _guarded(event.membership_id, group, pipeline, summary)
+    active = pipeline.ledger.active_in_membership(event.membership_id)
+    if any(r.state is RunState.QUEUED for r in active):
+        group = [
+            r
+            for r in pipeline.ledger.in_flight()
+            if r.membership_id == event.membership_id and r.state is not RunState.ENDED
+        ]
+        _guarded(event.membership_id, group, work)
 
 
-def _guarded(
-    membership_id: str, group: list[Run], pipeline: Pipeline, summary: TrackSummary
-) -> None:
+def _guarded(membership_id: str, group: list[Run], work: _Pass) -> None:
     # One membership failing (e.g. access removed) must not stop the others from being tracked.
     try:
-        _track_membership(membership_id, group, pipeline, summary)
+        _track_membership(membership_id, group, work)
     except Exception as exc:
         logger.exception("membership not tracked", extra={"membershipId": membership_id})
-        summary.failures.append(f"{membership_id}: {type(exc).__name__}")
+        work.summary.failed(f"{membership_id}: {type(exc).__name__}")
 
 
-def _track_membership(
-    membership_id: str, runs: list[Run], pipeline: Pipeline, summary: TrackSummary
-) -> None:
+def _track_membership(membership_id: str, runs: list[Run], work: _Pass) -> None:
+    pipeline, summary = work.pipeline, work.summary
     now = pipeline.clock()
     grace = pipeline.settings.starting_grace
     running = [r for r in runs if r.state is RunState.RUNNING]
@@ -175,15 +245,20 @@ def _track_membership(
     )
     by_id = {q.id: q for q in listed}
 
-    requeued: list[Run] = []
-    for run in running:
-        try:
-            after = _track_running(run, by_id.get(run.query_id or ""), pipeline, summary)
-        except StaleRun:
-            continue  # another invocation changed it; the next pass sees the result
-        if after is not None and after.state is RunState.QUEUED:
-            requeued.append(after)
+    # The runs are independent of each other: end them (or cancel, or retry) concurrently.
+    futures = [
+        work.unit(
+            work.runs, _track_running_once, run, by_id.get(run.query_id or ""), pipeline, summary
+        )
+        for run in running
+    ]
+    requeued = [
+        after for after in _results(futures) if after is not None and after.state is RunState.QUEUED
+    ]
     for run in overdue_starting:
+        if work.deadline.passed():
+            summary.count("deferred")
+            continue
         after = reconcile_starting(run, pipeline, listed)
         if after.state is RunState.QUEUED:
             requeued.append(after)
@@ -207,12 +282,25 @@ def _track_membership(
             "freeSlots": max(free, 0),
         },
     )
+    # Starts stay in order (oldest first) and one at a time: each may find the membership full.
     for run in ready[: max(free, 0)]:
+        if work.deadline.passed():
+            summary.count("deferred")
+            break
         result = launch(run, pipeline)
         if result.outcome == "started":
-            summary.started += 1
+            summary.count("started")
         elif result.outcome == "queued":
             break  # Clean Rooms says the membership is full after all: wait for the next pass
+
+
+def _track_running_once(
+    run: Run, listed: QuerySummary | None, pipeline: Pipeline, summary: TrackSummary
+) -> Run | None:
+    try:
+        return _track_running(run, listed, pipeline, summary)
+    except StaleRun:
+        return None  # another invocation changed it; the next pass sees the result
 
 
 def _oldest_needed(running: list[Run], starting: list[Run]) -> datetime | None:
@@ -253,7 +341,7 @@ def _enforce_max_runtime(
             return _finish(run, current, pipeline, summary)
         # Already CANCELLING: an earlier request of crq's whose record was lost, or someone
         # else's. Either way it is being cancelled; record it with crq's reason.
-    summary.cancelled += 1
+    summary.count("cancelled")
     logger.info(
         "query cancelled", extra={"runId": run.run_id, "queryId": run.query_id, "reason": reason}
     )
@@ -321,9 +409,9 @@ def _finish(
     )
     ended = end_run(run.evolve(now, membership_arn=query.membership_arn), outcome, pipeline)
     if ended is not None:
-        summary.ended += 1
+        summary.count("ended")
         if ended.notified_at is not None:
-            summary.notified += 1
+            summary.count("notified")
     return ended
 
 
@@ -343,7 +431,7 @@ def _retry(run: Run, query: ProtectedQuery, pipeline: Pipeline, summary: TrackSu
             cancel_reason=None,
         )
     )
-    summary.retried += 1
+    summary.count("retried")
     pipeline.metrics.query_retried()
     logger.info(
         "attempt failed with a transient error; queued again",
@@ -372,7 +460,7 @@ def _end_not_found(
     run = run.evolve(pipeline.clock(), attempts=_with_attempt(run, attempt))
     ended = end_run(run, outcome, pipeline)
     if ended is not None:
-        summary.ended += 1
+        summary.count("ended")
     return ended
 
 
@@ -408,4 +496,4 @@ def _result_objects(
 def _notify(run: Run, pipeline: Pipeline, summary: TrackSummary) -> None:
     after = deliver(run, pipeline)
     if after.notified_at is not None and run.notified_at is None:
-        summary.notified += 1
+        summary.count("notified")

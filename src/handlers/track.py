@@ -5,13 +5,15 @@ Parses the event, calls `crq.tracker.track_in_flight`, returns a small summary.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from crq.adapters import build_pipeline
+from crq.deadline import Deadline
 from crq.events import parse_track_event
 from crq.ports import Pipeline
 from crq.settings import Settings
@@ -19,7 +21,6 @@ from crq.tracker import track_in_flight
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
 
 
 @lru_cache(maxsize=1)
@@ -28,11 +29,26 @@ def pipeline() -> Pipeline:
     return build_pipeline(Settings.from_env(), metrics)
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def _handle(event: dict[str, Any], context: LambdaContext, wiring: Pipeline) -> dict[str, Any]:
     request = parse_track_event(event)
-    summary = track_in_flight(pipeline(), request)
+    # Stop taking new work before Lambda's timeout; what is left waits for the next tick.
+    deadline = Deadline.of(context, wiring.settings.track_time_reserve)
+    summary = track_in_flight(wiring, request, deadline)
     logger.info("track handled", extra=summary.as_dict())
     return summary.as_dict()
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return _handle(event, context, pipeline())
+
+
+def handler_for(environ: Mapping[str, str]) -> Callable[[dict[str, Any], LambdaContext], Any]:
+    """This handler with its collaborators built from `environ`, not os.environ: for a host running
+    several functions in one process (the sandbox), which must not change the process environment
+    while other threads run. Lambda uses `handler`."""
+    wiring = build_pipeline(Settings.from_env(environ), metrics)
+    return logger.inject_lambda_context(clear_state=True)(
+        metrics.log_metrics(lambda event, context: _handle(event, context, wiring))
+    )

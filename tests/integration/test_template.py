@@ -397,11 +397,12 @@ def test_runs_table_matches_design(template: dict[str, Any]) -> None:
         "inFlight": "S",
         "inFlightSince": "S",
         "queryId": "S",
+        "inFlightMembership": "S",
         "recentYear": "S",
         "recentSince": "S",
     }
     indexes = {index["IndexName"]: index for index in definition["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {"InFlight", "ByQuery", "Recent"}
+    assert set(indexes) == {"InFlight", "InFlightByMembership", "ByQuery", "Recent"}
     assert indexes["Recent"]["KeySchema"] == [
         {"AttributeName": "recentYear", "KeyType": "HASH"},
         {"AttributeName": "recentSince", "KeyType": "RANGE"},
@@ -410,6 +411,15 @@ def test_runs_table_matches_design(template: dict[str, Any]) -> None:
         {"AttributeName": "inFlight", "KeyType": "HASH"},
         {"AttributeName": "inFlightSince", "KeyType": "RANGE"},
     ]
+    # Per membership, narrow: a start reads its own membership's keys and states only.
+    assert indexes["InFlightByMembership"]["KeySchema"] == [
+        {"AttributeName": "inFlightMembership", "KeyType": "HASH"},
+        {"AttributeName": "inFlightSince", "KeyType": "RANGE"},
+    ]
+    assert indexes["InFlightByMembership"]["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["state"],
+    }
     assert indexes["ByQuery"]["KeySchema"] == [{"AttributeName": "queryId", "KeyType": "HASH"}]
     assert stack.table_ttl_attribute(template) == "expiresAt"
 
@@ -426,7 +436,12 @@ def test_runs_table_matches_design(template: dict[str, Any]) -> None:
 
 def test_ledger_adapter_uses_the_template_index_names(template: dict[str, Any]) -> None:
     indexes = {i["IndexName"] for i in stack.table_definition(template)["GlobalSecondaryIndexes"]}
-    assert {dynamodb.IN_FLIGHT_INDEX, dynamodb.BY_QUERY_INDEX, dynamodb.RECENT_INDEX} == indexes
+    assert {
+        dynamodb.IN_FLIGHT_INDEX,
+        dynamodb.IN_FLIGHT_BY_MEMBERSHIP_INDEX,
+        dynamodb.BY_QUERY_INDEX,
+        dynamodb.RECENT_INDEX,
+    } == indexes
 
 
 # ---------------------------------------------------------------- least privilege
@@ -465,7 +480,11 @@ def test_each_action_is_granted_only_on_this_stacks_resources(template: dict[str
             f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/{SCHEDULE_GROUP}/*"
         },
         "iam:PassRole": {SCHEDULER_ROLE_ARN},
-        "dynamodb:Query": {f"{TABLE_ARN}/index/InFlight", f"{TABLE_ARN}/index/ByQuery"},
+        "dynamodb:Query": {
+            f"{TABLE_ARN}/index/InFlight",
+            f"{TABLE_ARN}/index/InFlightByMembership",
+            f"{TABLE_ARN}/index/ByQuery",
+        },
         "sns:Publish": {TOPIC_ARN},
         "cleanrooms:StartProtectedQuery": memberships,
         "cleanrooms:GetProtectedQuery": memberships,
@@ -999,8 +1018,48 @@ def test_function_requirements_follow_pyproject() -> None:
         for dep in project["dependencies"]
         if Requirement(dep).name != "boto3"  # the Lambda runtime ships boto3
     }
-    lines = (ROOT / "src" / "requirements.txt").read_text().splitlines()
-    shipped = {
-        str(Requirement(line)) for line in lines if line.strip() and not line.startswith("#")
-    }
-    assert shipped == wanted
+    lines = (ROOT / "src" / "requirements.in").read_text().splitlines()
+    ranges = {str(Requirement(line)) for line in lines if line.strip() and not line.startswith("#")}
+    assert ranges == wanted
+
+
+def _lock() -> dict[str, tuple[str, list[str]]]:
+    """src/requirements.txt (uv's format): name -> (pinned version, hashes)."""
+    pins: dict[str, tuple[str, list[str]]] = {}
+    name = ""
+    for raw in (ROOT / "src" / "requirements.txt").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("--hash="):
+            pins[name][1].append(line.removeprefix("--hash=").rstrip(" \\"))
+            continue
+        requirement = Requirement(line.rstrip(" \\"))
+        name = requirement.name.lower()
+        [spec] = list(requirement.specifier)
+        assert spec.operator == "==", line
+        pins[name] = (spec.version, [])
+    return pins
+
+
+def test_the_functions_lock_pins_every_package_with_hashes_and_leaves_out_the_runtimes() -> None:
+    lock = _lock()
+    # Every package pinned, with hashes (sam build installs it with --require-hashes)
+    assert lock and all(hashes for _, hashes in lock.values()), lock
+    # Within the ranges the functions ask for
+    for line in (ROOT / "src" / "requirements.in").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            wanted = Requirement(line)
+            assert wanted.name.lower() in lock, wanted
+            assert wanted.specifier.contains(lock[wanted.name.lower()][0]), wanted
+    # What the runtime ships is not bundled (a second botocore), nor the X-Ray SDK
+    assert not {"boto3", "botocore", "s3transfer", "aws-xray-sdk"} & set(lock)
+
+
+def test_sam_build_installs_the_lock_and_compiles_bytecode(template: dict[str, Any]) -> None:
+    for function in ("StartFunction", "TrackFunction"):
+        assert template["Resources"][function]["Metadata"]["BuildMethod"] == "makefile"
+    recipe = (ROOT / "src" / "Makefile").read_text()
+    assert "build-StartFunction build-TrackFunction:" in recipe
+    assert "--require-hashes" in recipe and "-r requirements.txt" in recipe
+    assert "compileall" in recipe

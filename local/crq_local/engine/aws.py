@@ -1,8 +1,10 @@
 """The engine's boto3 clients (S3 for results and S3 tables, EventBridge for events).
 
-They are made on first use, after any `mock_aws` has started, from the environment (or an
-explicit endpoint), and shared by the engine's threads: clients are thread-safe once made,
-sessions are not, so creation happens under a lock.
+They are made up front, when the engine opens a front door (installed in-process, or its HTTP
+server made), from the environment (or an explicit endpoint) as it is then, after any
+`mock_aws` has started; then the engine's threads share them (clients are thread-safe once
+made). Making them lazily, under a lock, in the first query threads stalled a burst's first wave
+for seconds: every query waited on the one thread building a session and two clients.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from botocore.config import Config
 CLIENT_CONFIG = Config(
     connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3}
 )
+
+
+# What the engine calls: S3 (results, S3 tables) and EventBridge (status events).
+SERVICES = ("s3", "events")
 
 
 @lru_cache(maxsize=1)
@@ -43,8 +49,19 @@ class Clients:
         self._session: boto3.session.Session | None = None
         self._clients: dict[str, Any] = {}
 
+    def open(self, services: tuple[str, ...] = SERVICES) -> None:
+        """Make the clients now (idempotent)."""
+        for service in services:
+            self.get(service)
+
+    def made(self) -> frozenset[str]:
+        return frozenset(self._clients)
+
     def get(self, service: str) -> Any:
-        with self._lock:
+        client = self._clients.get(service)  # made up front: no lock on the query path
+        if client is not None:
+            return client
+        with self._lock:  # a service not opened up front (sessions are not thread-safe)
             client = self._clients.get(service)
             if client is None:
                 if self._session is None:

@@ -38,7 +38,7 @@ from .errors import (
     ValidationException,
     invalid_fields,
 )
-from .execution import Execution, QueryFailed
+from .execution import Execution, QueryFailed, referenced_tables
 from .faults import FaultCounters, FaultHintError, QueryFaults, Throttle, parse_hints
 from .params import Bound, ParameterError, bind
 from .query_plan import Planner
@@ -193,6 +193,7 @@ class Engine:
         """Answer cleanrooms requests of every boto3/botocore session in this process."""
         from .inprocess import install_global, uninstall_global
 
+        self._clients.open()
         install_global(self)
         try:
             yield self
@@ -203,6 +204,7 @@ class Engine:
         """Answer cleanrooms requests of one boto3 or botocore session (clients made after)."""
         from .inprocess import install_on
 
+        self._clients.open()
         install_on(self, session)
 
     def uninstall(self, session: Any) -> None:
@@ -216,7 +218,9 @@ class Engine:
         """A threaded HTTP server on (host, port); port 0 picks a free one. Call start()."""
         from .server import EngineServer
 
-        return EngineServer(self, host, port, allow_remote=allow_remote)
+        server = EngineServer(self, host, port, allow_remote=allow_remote)
+        self._clients.open()
+        return server
 
     def serve(self, host: str = "127.0.0.1", port: int = 4599) -> None:
         """Serve HTTP until interrupted (KeyboardInterrupt), then shut down."""
@@ -653,9 +657,16 @@ class Engine:
         text = template.sql if template is not None else sql_parameters["queryString"]
         plan = self._planner.plan(q.membership, text, template, q.receivers)
         values = {k: v for k, v in q.bound.values.items() if k in plan.parameters}
+        # Only the tables the SQL reads are fetched and registered: a small query must not pay
+        # for the collaboration's big tables (DuckDB's own parser on the SQL it will run, and the
+        # plan's tables; every table if the SQL does not parse there).
+        names = referenced_tables(plan.sql)
+        used = None if names is None else names | {t.lower() for t in plan.tables}
         with ExitStack() as stack:
             sources = []
             for table in q.membership.collaboration.tables:
+                if used is not None and table.name.lower() not in used:
+                    continue
                 if table.is_s3:
                     try:
                         file = download(self._clients.get("s3"), table.path, stack)
@@ -664,6 +675,8 @@ class Engine:
                     rows = None
                 else:
                     file = self.config.resolve(table.path)
+                    # Read once and kept in memory (Arrow) unless too big; a big Parquet file
+                    # is scanned in place.
                     rows = self._tables.get(file, table.file_format)
                 columns = tuple(table.columns) if table.columns else None
                 sources.append(TableSource(table.name, file, table.file_format, columns, rows))

@@ -24,7 +24,7 @@ import tempfile
 import threading
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,6 +110,23 @@ def caller_memberships(config: EngineConfig) -> list[str]:
     ]
 
 
+def _shared_environment(template: dict[str, Any], parameters: Mapping[str, Any]) -> dict[str, str]:
+    """The functions' variables that are the same for every function and known before the stack
+    exists (Powertools' service, namespace and log level): set once for the whole process, as
+    Powertools reads them when a handler module is imported."""
+    values = {**stack.parameter_defaults(template), **parameters}
+    shared: dict[str, str] = {}
+    for logical_id in stack.function_ids(template):
+        for name, value in stack.function_environment(template, logical_id).items():
+            if not name.startswith("POWERTOOLS_"):
+                continue
+            if isinstance(value, dict) and set(value) == {"Ref"}:
+                value = values.get(value["Ref"])
+            if isinstance(value, str | int | float) and not isinstance(value, bool):
+                shared[name] = str(value)
+    return shared
+
+
 def _quiet_moto_handler() -> type:
     """moto's request handler without werkzeug's line per request (moto is imported lazily)."""
     from moto.moto_server.werkzeug_app import MotoRequestHandler
@@ -129,7 +146,7 @@ class Sandbox:
         options: SandboxOptions,
         console: Console | None = None,
         *,
-        resolve_handler: Callable[[str], Handler] = import_handler,
+        resolve_handler: Callable[[str, Mapping[str, str]], Handler] = import_handler,
     ) -> None:
         """`resolve_handler` turns a template Handler path into the function Lambda would
         call; tests of the wiring inject their own, everyone else gets the real handlers."""
@@ -186,9 +203,21 @@ class Sandbox:
         from crq_local.engine.timings import Timings
 
         region = config.region
+        # The process environment is set here, before any of the sandbox's threads starts, and
+        # restored after they all stopped: never while they run (glibc getenv is not
+        # thread-safe). Each function's own variables reach its handler as a mapping.
         # Every ARN moto makes (topic, queues, rules) then names the collaboration's account.
-        self._set_env({"MOTO_ACCOUNT_ID": config.accountId})
-        aws_url = self._start_moto()
+        parameters = {
+            "MembershipIds": memberships,
+            # preflight refuses result buckets the stack may not list: allow the sandbox's own
+            "ResultBucketNames": [self.options.results_bucket],
+            **self.options.template_parameters,
+        }
+        self._set_env(
+            {"MOTO_ACCOUNT_ID": config.accountId, **_shared_environment(template, parameters)}
+        )
+        moto_server = self._bind_moto()
+        aws_url = f"http://{self.options.host}:{moto_server.server_address[1]}"
         self._set_env(
             {
                 "AWS_ENDPOINT_URL": aws_url,
@@ -199,6 +228,17 @@ class Sandbox:
         )
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"):
             self._unset_env(name)
+        # The engine's port, bound now, so its URL is in the environment before threads run.
+        self.engine = Engine(config, timings=self.options.timings or Timings.demo())
+        try:
+            engine_server = self.engine.make_server(self.options.host, self.options.engine_port)
+        except (OSError, SystemExit) as exc:  # werkzeug exits on a port taken meanwhile
+            raise self._listen_error(
+                self.options.engine_port, "the Clean Rooms engine", "--engine-port", exc
+            ) from exc
+        self._set_env({"AWS_ENDPOINT_URL_CLEANROOMS": engine_server.url})
+        self._serve_moto(moto_server, aws_url)
+        self._engine_server = engine_server.start()
 
         # A config file of the sandbox's own for its process and the shells that paste its
         # exports: the user's ~/.aws/config is neither read nor changed (issue 13).
@@ -207,12 +247,6 @@ class Sandbox:
         self._set_env({"AWS_CONFIG_FILE": str(config_file)})
 
         clients = _clients(aws_url, region)
-        parameters = {
-            "MembershipIds": memberships,
-            # preflight refuses result buckets the stack may not list: allow the sandbox's own
-            "ResultBucketNames": [self.options.results_bucket],
-            **self.options.template_parameters,
-        }
         try:
             self.stack = create_stack(
                 template,
@@ -226,17 +260,6 @@ class Sandbox:
             # The template refers to something the sandbox does not create: say so plainly.
             raise SandboxError(f"{self.options.template}: cannot build the stack: {exc}") from exc
         create_bucket(clients.s3, self.options.results_bucket, region)
-
-        self.engine = Engine(config, timings=self.options.timings or Timings.demo())
-        try:
-            self._engine_server = self.engine.make_server(
-                self.options.host, self.options.engine_port
-            ).start()
-        except (OSError, SystemExit) as exc:  # werkzeug exits on a port taken meanwhile
-            raise self._listen_error(
-                self.options.engine_port, "the Clean Rooms engine", "--engine-port", exc
-            ) from exc
-        self._set_env({"AWS_ENDPOINT_URL_CLEANROOMS": self._engine_server.url})
 
         self._start_workers(clients)
         self.exports = {
@@ -267,7 +290,7 @@ class Sandbox:
         reason = getattr(exc, "strerror", None) or "address already in use"
         return SandboxError(PortInUse(self.options.host, port, reason, option).describe(purpose))
 
-    def _start_moto(self) -> str:
+    def _bind_moto(self) -> BaseWSGIServer:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server
 
@@ -288,16 +311,17 @@ class Sandbox:
         except (OSError, SystemExit) as exc:  # werkzeug exits on a port taken meanwhile
             raise self._listen_error(self.options.port, "the AWS endpoint", "--port", exc) from exc
         self._moto = server
+        return server
+
+    def _serve_moto(self, server: BaseWSGIServer, url: str) -> None:
         self._moto_thread = threading.Thread(
             target=server.serve_forever, name="moto-server", daemon=True
         )
         self._moto_thread.start()
-        url = f"http://{self.options.host}:{server.server_address[1]}"
         # moto's state is per process: start from nothing, as a new account would.
         urllib.request.urlopen(
             urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=10
         ).close()
-        return url
 
     def _start_workers(self, clients: AwsClients) -> None:
         assert self.stack is not None

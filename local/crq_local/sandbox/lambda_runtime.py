@@ -1,10 +1,14 @@
 """Lambda's part, played in-process: the handler, its environment, a context, one call at a time.
 
-The handlers run exactly as in Lambda: they build their boto3 clients from the environment and
-cache them per cold start. Environment variables are process-global, so invocations are
-serialised and each one runs with the environment the template gives its function; what the
-handler prints (Powertools logs and EMF metrics) goes to the sandbox's handler log, not to the
-user's terminal.
+Several functions share this one process, and environment variables are process-global: the
+runtime never changes `os.environ` (glibc's getenv is not thread-safe, and the engine's and the
+servers' threads call it). A function's environment (the template's and Lambda's own variables)
+is handed to its handler module at cold start instead: a module with
+`handler_for(environ) -> handler` builds its collaborators from that mapping (crq's handlers do);
+others get the handler named in the template as it is. What is common to every function (AWS
+endpoints, credentials, region, Powertools' service) the sandbox sets once, before its threads
+start. Invocations are serialised; what the handler prints (Powertools logs and EMF metrics)
+goes to the sandbox's handler log, not to the user's terminal.
 """
 
 from __future__ import annotations
@@ -12,12 +16,11 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import os
 import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -91,31 +94,18 @@ def lambda_environment(function: FunctionDefinition) -> dict[str, str]:
         "AWS_REGION": function.region,
         "AWS_DEFAULT_REGION": function.region,
         "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
-        # There is no X-Ray daemon on the user's machine.
-        "POWERTOOLS_TRACE_DISABLED": "true",
     }
 
 
-@contextlib.contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-
-
-def import_handler(path: str) -> Handler:
-    """Resolve "handlers.start.handler" the way Lambda's Python runtime does."""
+def import_handler(path: str, environment: Mapping[str, str]) -> Handler:
+    """Resolve "handlers.start.handler" the way Lambda's Python runtime does, with the function's
+    environment given to the module's `handler_for` when it has one (see the module docstring)."""
     module_name, _, attribute = path.rpartition(".")
     if not module_name:
         raise ValueError(f"handler {path!r} is not of the form module.function")
-    handler = getattr(importlib.import_module(module_name), attribute)
+    module = importlib.import_module(module_name)
+    handler_for = getattr(module, f"{attribute}_for", None)
+    handler = handler_for(environment) if callable(handler_for) else getattr(module, attribute)
     if not callable(handler):
         raise TypeError(f"handler {path!r} is not callable")
     return handler  # type: ignore[no-any-return]
@@ -128,8 +118,8 @@ class LambdaRuntime:
     functions: Mapping[str, FunctionDefinition]
     log: TextIO
     # Injected for tests of the router; by default the handler path is imported on first use,
-    # which is the function's cold start.
-    resolve: Callable[[str], Handler] = import_handler
+    # which is the function's cold start, with the function's environment.
+    resolve: Callable[[str, Mapping[str, str]], Handler] = import_handler
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _handlers: dict[str, Handler] = field(default_factory=dict, init=False)
 
@@ -142,15 +132,11 @@ class LambdaRuntime:
             context = LambdaContext(function)
             env = {**function.environment, **lambda_environment(function)}
             started = time.monotonic()
-            with (
-                _environment(env),
-                contextlib.redirect_stdout(self.log),
-                contextlib.redirect_stderr(self.log),
-            ):
+            with contextlib.redirect_stdout(self.log), contextlib.redirect_stderr(self.log):
                 try:
                     handler = self._handlers.get(logical_id)
                     if handler is None:
-                        handler = self._handlers[logical_id] = self.resolve(function.handler)
+                        handler = self._handlers[logical_id] = self.resolve(function.handler, env)
                     result = handler(event, context)
                     error_type = error_message = None
                 except Exception as exc:  # a failed invocation, as Lambda reports it

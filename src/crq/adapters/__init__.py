@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any, cast
 
 import boto3
@@ -25,10 +26,16 @@ if TYPE_CHECKING:
     from aws_lambda_powertools import Metrics
 
 # Bounded calls: a hung connection must not eat the function's whole timeout.
-_TIMEOUTS = Config(connect_timeout=5, read_timeout=20)
+# A track pass calls from up to Settings.track_workers threads per pool at once.
+_TIMEOUTS = Config(connect_timeout=5, read_timeout=20, max_pool_connections=40)
 _RETRYING = _TIMEOUTS.merge(Config(retries={"mode": "standard", "max_attempts": 4}))
 # StartProtectedQuery is not idempotent: one attempt, the use case handles the unknown outcome.
 _ONCE = _TIMEOUTS.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
+
+
+# Clients are thread-safe once made, sessions are not: a track pass's workers may ask for clients
+# (of one session) at the same moment. Creating one is CPU work, never a network wait.
+_CREATING = threading.Lock()
 
 
 class _LazyClient:
@@ -45,12 +52,16 @@ class _LazyClient:
 
     def __getattr__(self, name: str) -> Any:
         if self._client is None:
-            session, service, config = self._args
-            self._client = session.client(service, config=config)  # type: ignore[call-overload]
+            with _CREATING:
+                if self._client is None:
+                    session, service, config = self._args
+                    self._client = session.client(service, config=config)  # type: ignore[call-overload]
         return getattr(self._client, name)
 
 
 def build_pipeline(settings: Settings, metrics: Metrics) -> Pipeline:
+    # The settings name the namespace and service (also when built from a mapping, not os.environ).
+    metrics.namespace, metrics.service = settings.metrics_namespace, settings.service_name
     # boto3's default session: both functions' clients share its loaded service models.
     if boto3.DEFAULT_SESSION is None:
         boto3.setup_default_session()

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from crq.adapters.aws_errors import error_code
 from crq.errors import StaleRun
-from crq.ledger import Run, in_flight_since
+from crq.ledger import ActiveRun, Run, in_flight_since
 from crq.schedule_state import DesiredSchedule, SpecState, StateClaimRefused
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 IN_FLIGHT_INDEX = "InFlight"
 BY_QUERY_INDEX = "ByQuery"
 IN_FLIGHT_FLAG = "1"
+IN_FLIGHT_BY_MEMBERSHIP_INDEX = "InFlightByMembership"
 # Recent runs for tools (`crq status`): one partition per year of creation, newest first
 # within it, so reading the latest runs never scans the table. Walking back stops at `since`,
 # or after the longest retention the template allows (RunRetentionDays <= 3650, 11 years).
@@ -40,7 +41,8 @@ RECENT_INDEX = "Recent"
 RECENT_HORIZON_YEARS = 11
 # Name claims share the table with runs (no index attributes, so no index holds them).
 NAME_CLAIM_PREFIX = "specName:"
-_DERIVED = ("inFlight", "inFlightSince", "recentYear", "recentSince")
+# Derived index keys: written from the run's state, never read back as state.
+_DERIVED = ("inFlight", "inFlightSince", "inFlightMembership", "recentYear", "recentSince")
 
 # Items of the daily CRPU budget live beside the runs: `budget:<YYYY-MM-DD>`.
 BUDGET_ITEM_PREFIX = "budget:"
@@ -87,6 +89,9 @@ def to_item(run: Run) -> dict[str, Any]:
     }
     if run.in_flight:
         item["inFlight"] = IN_FLIGHT_FLAG
+        item["inFlightSince"] = run.in_flight_since
+    if run.active_membership:
+        item["inFlightMembership"] = run.active_membership
         item["inFlightSince"] = run.in_flight_since
     if run.query_id is None:
         item.pop("queryId", None)
@@ -177,6 +182,21 @@ class DynamoLedger:
         ):
             return from_item(item)
         return None
+
+    def active_in_membership(self, membership_id: str) -> list[ActiveRun]:
+        return [
+            ActiveRun(
+                run_id=item["runId"], state=item["state"], in_flight_since=item["inFlightSince"]
+            )
+            for item in self._query(
+                IndexName=IN_FLIGHT_BY_MEMBERSHIP_INDEX,
+                KeyConditionExpression="inFlightMembership = :m",
+                ExpressionAttributeValues={":m": {"S": membership_id}},
+                ProjectionExpression="runId, #s, inFlightSince",
+                ExpressionAttributeNames={"#s": "state"},
+                ScanIndexForward=True,
+            )
+        ]
 
     # ---- the daily CRPU budget: one counter item per UTC day (docs/preflight.md) -----------
 

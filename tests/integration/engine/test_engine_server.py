@@ -41,7 +41,8 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def server(engine: Engine) -> Iterator[EngineServer]:
+def server(engine: Engine, moto_env: str) -> Iterator[EngineServer]:
+    # The engine makes its AWS clients when its server is made: the endpoint is set first.
     with engine.make_server("127.0.0.1", 0) as server:
         yield server
 

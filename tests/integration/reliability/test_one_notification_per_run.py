@@ -32,55 +32,65 @@ def status_event_of(stack_: Any) -> dict[str, Any]:
     return event
 
 
-def ended_unnotified(functions: Any) -> None:
-    """A run whose end is recorded, and whose notification is not claimed yet: the function
-    stopped right after recording the end."""
-    original = notifier.deliver
+def ended_unnotified(functions: Any, clock: Clock) -> None:
+    """A run whose end is recorded, and whose notification is not published: the function
+    stopped right after recording the end (which claims the notification in the same write),
+    and the claim's lease has passed."""
+    original = notifier.publish_claimed
     stop = [RuntimeError("the function stopped (injected)")]
 
-    def deliver(run: Run, pipeline: Any) -> Run:
+    def publish_claimed(run: Run, pipeline: Any) -> Run:
         if stop:
             raise stop.pop()
         return original(run, pipeline)
 
-    # The use cases hold their own references to `deliver`.
-    from crq import starter, tracker
+    # The use cases hold their own references to `publish_claimed`.
+    from crq import starter
 
     with pytest.MonkeyPatch.context() as patch:
-        for module in (notifier, starter, tracker):
-            patch.setattr(module, "deliver", deliver)
+        for module in (notifier, starter):
+            patch.setattr(module, "publish_claimed", publish_claimed)
         with pytest.raises(Exception, match="RuntimeError"):
             functions.track(TICK)
+    clock.advance(minutes=3)
 
 
 def trackers_meet(monkeypatch: pytest.MonkeyPatch) -> None:
     """Both track invocations read the runs in flight before either changes anything: each sees
-    the same run, so both try to end it and to notify it (the race, made certain)."""
+    the same run, so both try to end it and to notify it (the race, made certain). The tick reads
+    the InFlight index; the status event reads its query's run (the ByQuery index)."""
     meeting = threading.Barrier(TRACKERS, timeout=10)
     first_reads = threading.Semaphore(TRACKERS)
-    original = DynamoLedger.in_flight
 
-    def in_flight(self: DynamoLedger) -> list[Run]:
-        runs = original(self)
-        if first_reads.acquire(blocking=False):
-            meeting.wait()
-        return runs
+    def meet_after(original: Any) -> Any:
+        def read(self: DynamoLedger, *args: Any) -> Any:
+            found = original(self, *args)
+            if first_reads.acquire(blocking=False):
+                meeting.wait()
+            return found
 
-    monkeypatch.setattr(DynamoLedger, "in_flight", in_flight)
+        return read
+
+    for name in ("in_flight", "find_by_query"):
+        monkeypatch.setattr(DynamoLedger, name, meet_after(getattr(DynamoLedger, name)))
 
 
 @pytest.mark.parametrize("both_see", ["a query that ended", "an end not yet notified"])
 def test_the_tick_and_the_status_event_racing_publish_once(
-    pipeline_stack: Any, functions: Any, monkeypatch: pytest.MonkeyPatch, both_see: str
+    pipeline_stack: Any,
+    functions: Any,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+    both_see: str,
 ) -> None:
     # Given a run whose query has ended, and its status event on its way to the track function
     functions.start(pipeline_stack.upload("specs/raced.yaml", sql_spec("raced")))
     assert pipeline_stack.engine.wait_until_idle(10)
     event = status_event_of(pipeline_stack)
     if both_see == "an end not yet notified":
-        ended_unnotified(functions)
+        ended_unnotified(functions, clock)
         [item] = pipeline_stack.items()
-        assert (item["state"], item["notifyState"]) == ("ENDED", "PENDING")
+        assert (item["state"], item["notifyState"]) == ("ENDED", "CLAIMED")
     trackers_meet(monkeypatch)
 
     # When the scheduled tick and the status event are handled at the same moment

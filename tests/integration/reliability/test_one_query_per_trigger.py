@@ -24,7 +24,7 @@ from reliability_support import TICK, Clock, bodies, settle, sql_spec
 
 from crq.adapters.cleanrooms import CleanRoomsGateway
 from crq.adapters.dynamodb import DynamoLedger
-from crq.ledger import Run, RunState
+from crq.ledger import ActiveRun, Run, RunState
 
 DELIVERIES = 4
 
@@ -46,18 +46,19 @@ def deliver_at_once(invoke: Callable[[dict[str, Any]], Any], event: dict[str, An
 @pytest.fixture
 def lookups_meet(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every invocation reads the ledger before any of them writes: each one sees no run yet,
-    so all of them race to create it (the worst interleaving, made certain)."""
+    so all of them race to create it (the worst interleaving, made certain). The start path's
+    last read before its conditional create is its membership's in-flight index."""
     meeting = threading.Barrier(DELIVERIES, timeout=10)
     first_reads = threading.Semaphore(DELIVERIES)  # later reads go straight through
-    original = DynamoLedger.get
+    original = DynamoLedger.active_in_membership
 
-    def get(self: DynamoLedger, run_id: str) -> Run | None:
-        found = original(self, run_id)
+    def active_in_membership(self: DynamoLedger, membership_id: str) -> list[ActiveRun]:
+        found = original(self, membership_id)
         if first_reads.acquire(blocking=False):
             meeting.wait()
         return found
 
-    monkeypatch.setattr(DynamoLedger, "get", get)
+    monkeypatch.setattr(DynamoLedger, "active_in_membership", active_in_membership)
 
 
 def test_an_upload_delivered_concurrently_starts_one_query(

@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,10 +51,11 @@ class Recorder:
     calls: list[Call] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def resolve(self, path: str) -> Callable[[Any, Any], Any]:
+    def resolve(self, path: str, environment: Mapping[str, str]) -> Callable[[Any, Any], Any]:
+        # The function's environment is handed over at cold start, never put in os.environ.
         def handler(event: Any, context: Any) -> dict[str, str]:
-            env = {k: v for k, v in os.environ.items() if k.startswith(("CRQ_", "POWERTOOLS_"))}
-            env["AWS_LAMBDA_FUNCTION_NAME"] = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
+            env = {k: v for k, v in environment.items() if k.startswith(("CRQ_", "POWERTOOLS_"))}
+            env["AWS_LAMBDA_FUNCTION_NAME"] = environment.get("AWS_LAMBDA_FUNCTION_NAME", "")
             with self.lock:
                 self.calls.append(
                     Call(
@@ -148,7 +149,7 @@ def test_the_table_has_the_templates_keys_indexes_and_ttl(running: Running) -> N
     assert table["KeySchema"] == expected["KeySchema"]
     indexes = {i["IndexName"]: i["KeySchema"] for i in table["GlobalSecondaryIndexes"]}
     assert indexes == {i["IndexName"]: i["KeySchema"] for i in expected["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {"InFlight", "ByQuery", "Recent"}
+    assert set(indexes) == {"InFlight", "InFlightByMembership", "ByQuery", "Recent"}
     assert ttl == {"AttributeName": "expiresAt", "TimeToLiveStatus": "ENABLED"}
 
 
@@ -234,7 +235,7 @@ def test_a_spec_upload_invokes_start_with_the_s3_event(running: Running) -> None
     assert call.env["CRQ_SPECS_BUCKET"] == bucket
     assert call.env["POWERTOOLS_SERVICE_NAME"] == "crq"
     assert call.env["AWS_LAMBDA_FUNCTION_NAME"] == "crq-sandbox-start"
-    # The function's environment lasts as long as the invocation.
+    # The function's environment reaches its handler as a mapping, never the process's.
     assert "AWS_LAMBDA_FUNCTION_NAME" not in os.environ
 
 

@@ -21,7 +21,7 @@ from crq.errors import (
     SpecUnreadable,
     StaleRun,
 )
-from crq.ledger import Outcome, ResultObject, Run, RunState, TriggerType
+from crq.ledger import ActiveRun, Outcome, ResultObject, Run, RunState, TriggerType
 from crq.ports import TERMINAL_STATUSES, Pipeline, ProtectedQuery, QuerySummary, SpecObject
 from crq.settings import Settings
 
@@ -77,6 +77,13 @@ class FakeLedger:
 
     def find_by_query(self, query_id: str) -> Run | None:
         return next((r for r in self.rows.values() if r.query_id == query_id), None)
+
+    def active_in_membership(self, membership_id: str) -> list[ActiveRun]:
+        return [
+            ActiveRun(run_id=r.run_id, state=r.state, in_flight_since=r.in_flight_since)
+            for r in self.in_flight()
+            if r.active_membership == membership_id
+        ]
 
     def claim_spec_name(self, name: str, spec_key: str, now: datetime) -> str | None:
         owner = self.names.setdefault(name, spec_key)

@@ -1,0 +1,78 @@
+"""The AWS calls one run costs, upload to notification, through the real handlers.
+
+A count, not a time: each call is a round trip and a line on the bill. The start path creates
+the run in the state it will have (no read first), and an ending run is ended and claimed in one
+conditional write; `make bench` prints the same count.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"
+SPEC = f"""\
+membershipIdentifier: {MEMBERSHIP}
+sqlParameters:
+  queryString: SELECT channel, COUNT(*) AS n FROM impressions GROUP BY channel
+resultConfiguration:
+  outputConfiguration:
+    s3: {{resultFormat: CSV, bucket: crq-results, keyPrefix: budget}}
+"""
+TRACKER_READS = {"cleanrooms.ListProtectedQueries", "cleanrooms.GetProtectedQuery"}
+# Preflight's Clean Rooms reads are cached per container (a few per burst, not per run): they
+# have a budget of their own (docs/preflight.md, `make bench`).
+PREFLIGHT_READS = {
+    "cleanrooms.GetMembership",
+    "cleanrooms.GetAnalysisTemplate",
+    "cleanrooms.GetCollaborationAnalysisTemplate",
+    "cleanrooms.ListMembers",
+}
+
+
+@pytest.fixture
+def calls(functions: Any) -> Iterator[Counter[str]]:
+    """Every AWS call the functions make (their clients share boto3's default session)."""
+    from handlers import start
+
+    start.pipeline()  # the default session exists once a pipeline is built
+    session = boto3.DEFAULT_SESSION
+    assert session is not None
+    counted: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def count(model: Any, **_: Any) -> None:
+        with lock:
+            counted[f"{model.service_model.service_name}.{model.name}"] += 1
+
+    session.events.register("before-call", count, unique_id="crq-call-budget")
+    try:
+        yield counted
+    finally:
+        session.events.unregister("before-call", unique_id="crq-call-budget")
+
+
+def test_a_run_costs_at_most_eleven_calls_from_upload_to_notification(
+    pipeline_stack: Any, functions: Any, calls: Counter[str]
+) -> None:
+    # Given an uploaded spec (the upload itself is not the functions' call)
+    event = pipeline_stack.upload("specs/budget.yaml", SPEC)
+    calls.clear()
+
+    # When it starts, its query ends and the status event reaches the track function
+    started = functions.start(event)
+    assert started["outcome"] == "started"
+    assert pipeline_stack.engine.wait_until_idle(10)
+    [status] = pipeline_stack.status_events()
+    assert functions.track(status)["notified"] == 1
+
+    # Then: no read before the run is created, two writes to start it, two to end it
+    counted = {k: v for k, v in calls.items() if k not in TRACKER_READS | PREFLIGHT_READS}
+    assert "dynamodb.GetItem" not in counted, counted
+    assert counted["dynamodb.PutItem"] == 4, counted
+    assert sum(counted.values()) <= 11, counted
