@@ -33,6 +33,9 @@ PREFLIGHT_READS = {
     "cleanrooms.GetCollaborationAnalysisTemplate",
     "cleanrooms.ListMembers",
 }
+# Items about the spec, not the run: its spec-state record (schedule ordering, issue 8) and its
+# name claim (one live spec per name, issue 13).
+SPEC_RECORDS = ("spec:", "specName:")
 
 
 @pytest.fixture
@@ -46,18 +49,22 @@ def calls(functions: Any) -> Iterator[Counter[str]]:
     counted: Counter[str] = Counter()
     lock = threading.Lock()
 
-    def count(model: Any, **_: Any) -> None:
+    def count(params: dict[str, Any], model: Any, **_: Any) -> None:
+        name = f"{model.service_model.service_name}.{model.name}"
+        item = (params.get("Item") or params.get("Key") or {}) if "dynamodb" in name else {}
+        if item.get("runId", {}).get("S", "").startswith(SPEC_RECORDS):
+            name += " (spec record)"
         with lock:
-            counted[f"{model.service_model.service_name}.{model.name}"] += 1
+            counted[name] += 1
 
-    session.events.register("before-call", count, unique_id="crq-call-budget")
+    session.events.register("provide-client-params", count, unique_id="crq-call-budget")
     try:
         yield counted
     finally:
-        session.events.unregister("before-call", unique_id="crq-call-budget")
+        session.events.unregister("provide-client-params", unique_id="crq-call-budget")
 
 
-def test_a_run_costs_at_most_eleven_calls_from_upload_to_notification(
+def test_a_run_costs_twelve_calls_and_its_spec_two_more_from_upload_to_notification(
     pipeline_stack: Any, functions: Any, calls: Counter[str]
 ) -> None:
     # Given an uploaded spec (the upload itself is not the functions' call)
@@ -71,8 +78,17 @@ def test_a_run_costs_at_most_eleven_calls_from_upload_to_notification(
     [status] = pipeline_stack.status_events()
     assert functions.track(status)["notified"] == 1
 
-    # Then: no read before the run is created, two writes to start it, two to end it
+    # Then the run: no read before it is created, two writes to start it, two to end it
     counted = {k: v for k, v in calls.items() if k not in TRACKER_READS | PREFLIGHT_READS}
-    assert "dynamodb.GetItem" not in counted, counted
-    assert counted["dynamodb.PutItem"] == 4, counted
-    assert sum(counted.values()) <= 11, counted
+    run = {k: v for k, v in counted.items() if not k.endswith("(spec record)")}
+    spec = {k: v for k, v in counted.items() if k.endswith("(spec record)")}
+    assert "dynamodb.GetItem" not in run, counted
+    assert run["dynamodb.PutItem"] == 4, counted
+    # The spec is read twice: once to sync its schedule, once to start it; the start path and
+    # the status-event path each query the membership's in-flight index. Issue 10's goal of at
+    # most 8 calls per run is not met yet: this pins where the count stands, so it only falls.
+    assert run["s3.GetObject"] == 2, counted
+    assert sum(run.values()) <= 12, counted
+    # And the spec's own record: its spec-state claim and the re-read that keeps a later
+    # concurrent event the winner (a name claim only for an explicit `name:`).
+    assert sum(spec.values()) <= 2, counted
