@@ -53,7 +53,8 @@ from crq.schedule_state import (
     state_id,
 )
 from crq.settings import Settings
-from crq.spec import Spec, SpecInvalid, file_stem, load_spec
+from crq.spec import Spec, SpecInvalid, load_spec
+from crq.spec_names import default_name
 
 logger = Logger(child=True)
 
@@ -133,7 +134,7 @@ def sync_schedule(change: SpecUploaded | SpecDeleted, deps: ScheduleDeps) -> Syn
         state_id=sid,
         bucket=change.bucket,
         spec_key=change.key,
-        spec_name=spec_name or file_stem(change.key),
+        spec_name=spec_name or default_name(change.key, deps.settings.specs_prefix),
         sequencer=sequencer,
         version_id=change.version_id,
         desired=wanted.desired,
@@ -224,6 +225,7 @@ def _wanted(change: SpecUploaded | SpecDeleted, deps: ScheduleDeps) -> _Wanted:
         spec = load_spec(
             obj.data,
             uri,
+            default_name=default_name(change.key, deps.settings.specs_prefix),
             min_schedule_interval_minutes=deps.settings.min_schedule_interval_minutes,
         )
     except SpecUnreadable:

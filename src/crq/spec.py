@@ -518,13 +518,6 @@ def _minutes(gap: timedelta) -> str:
     return f"{minutes} minute(s)"
 
 
-def file_stem(source: str) -> str:
-    """`s3://b/specs/weekly-overlap.yaml` -> `weekly-overlap`: a spec's default name."""
-    name = re.split(r"[/\\]", source)[-1]
-    dot = name.rfind(".")
-    return name[:dot] if dot > 0 else name
-
-
 def _strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
     """Every string value in a document, with its field path."""
     if isinstance(value, dict):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +15,7 @@ from crq.ports import SpecObject
 from crq.schedule_state import ManagedSchedule, ScheduleDeps, SpecState, StateClaimRefused
 from crq.schedule_sync import sync_schedule
 from crq.settings import Settings
+from crq.spec_names import default_name
 
 NOW = datetime(2026, 3, 25, 9, 0, tzinfo=UTC)  # a Wednesday
 BUCKET, KEY = "specs-bucket", "specs/weekly.yaml"
@@ -161,6 +162,23 @@ def test_a_scheduled_spec_is_set_announced_with_three_local_fire_times_and_not_r
         "specName": "weekly",
         "team": "a",
     }
+
+
+def test_a_spec_without_a_name_is_announced_under_the_name_its_runs_get(world: Any) -> None:
+    # Given a stack whose specs live under `incoming/`, and a spec there in a team folder
+    deps, specs, _, publisher = world
+    deps = replace(deps, settings=SETTINGS.model_copy(update={"specs_prefix": "incoming/"}))
+    version = f"v{next(_counter)}"
+    specs.put(version, SPEC + "schedule: cron(0 6 ? * MON *)\n")
+    key = "incoming/team-a/weekly.yaml"
+
+    # When it is uploaded
+    sync_schedule(SpecUploaded(BUCKET, key, version, None, None, NOW, "e", "A"), deps)
+
+    # Then it is announced by the start function's default name: the key under the prefix
+    [(subject, _, attributes)] = publisher.messages
+    assert attributes["specName"] == default_name(key, "incoming/") == "team-a/weekly"
+    assert subject == "crq: team-a/weekly SCHEDULED"
 
 
 def test_run_on_upload_runs_now_too(world: Any) -> None:
