@@ -76,7 +76,7 @@ lint: install
 	$(BIN)/ruff format --check src local tests scripts bench
 
 typecheck: install
-	$(BIN)/mypy src
+	$(BIN)/mypy src local
 
 unit: install
 	$(BIN)/python -m pytest -q tests/unit

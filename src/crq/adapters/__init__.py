@@ -6,7 +6,8 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import boto3
 from botocore.config import Config
@@ -36,9 +37,10 @@ _ONCE = _TIMEOUTS.merge(Config(retries={"mode": "standard", "total_max_attempts"
 # Clients are thread-safe once made, sessions are not: a track pass's workers may ask for clients
 # (of one session) at the same moment. Creating one is CPU work, never a network wait.
 _CREATING = threading.Lock()
+C = TypeVar("C")
 
 
-class _LazyClient:
+class _LazyClient(Generic[C]):
     """A boto3 client created on first use, not at cold start.
 
     Creating a client costs tens of milliseconds (service model, endpoint rules), and most
@@ -46,17 +48,24 @@ class _LazyClient:
     start publishes to SNS only when it rejects.
     """
 
-    def __init__(self, session: boto3.Session, service: str, config: Config) -> None:
-        self._args = (session, service, config)
-        self._client: Any = None
+    def __init__(self, make: Callable[[], C]) -> None:
+        self._make = make
+        self._client: C | None = None
 
     def __getattr__(self, name: str) -> Any:
-        if self._client is None:
+        client = self._client
+        if client is None:
             with _CREATING:
                 if self._client is None:
-                    session, service, config = self._args
-                    self._client = session.client(service, config=config)  # type: ignore[call-overload]
-        return getattr(self._client, name)
+                    self._client = self._make()
+                client = self._client
+        return getattr(client, name)
+
+
+def lazy(make: Callable[[], C]) -> C:
+    """The client `make` returns, made on first use; typed as that client (the stub type the
+    adapter declares), which the proxy stands in for by forwarding every attribute."""
+    return cast(C, _LazyClient(make))
 
 
 def build_pipeline(settings: Settings, metrics: Metrics) -> Pipeline:
@@ -68,25 +77,27 @@ def build_pipeline(settings: Settings, metrics: Metrics) -> Pipeline:
     session = boto3.DEFAULT_SESSION
     assert session is not None
 
-    def client(service: str, config: Config = _RETRYING) -> Any:
-        return cast(Any, _LazyClient(session, service, config))
-
     # GetProtectedQuery's error.retry, which older botocore models drop while parsing.
     session.events.register(
         "after-call.cleanrooms.GetProtectedQuery", keep_retry_info, unique_id="crq-retry-info"
     )
-    s3 = client("s3")
+    s3 = lazy(lambda: session.client("s3", config=_RETRYING))
     queries = CleanRoomsGateway(
-        client=client("cleanrooms"), start_client=client("cleanrooms", _ONCE)
+        client=lazy(lambda: session.client("cleanrooms", config=_RETRYING)),
+        start_client=lazy(lambda: session.client("cleanrooms", config=_ONCE)),
     )
     return Pipeline(
         settings=settings,
-        ledger=DynamoLedger(settings.table_name, client("dynamodb")),
+        ledger=DynamoLedger(
+            settings.table_name, lazy(lambda: session.client("dynamodb", config=_RETRYING))
+        ),
         queries=queries,
         collaboration=CachedReader(queries, clock=utc_now),
         specs=SpecStore(s3),
         results=ResultLister(s3),
-        publisher=SnsPublisher(settings.topic_arn, client("sns")),
+        publisher=SnsPublisher(
+            settings.topic_arn, lazy(lambda: session.client("sns", config=_RETRYING))
+        ),
         metrics=PowertoolsRunMetrics(metrics),
     )
 
@@ -108,7 +119,7 @@ def schedule_deps_for(pipeline: Pipeline) -> ScheduleDeps:
         settings=pipeline.settings,
         specs=pipeline.specs,
         states=DynamoSpecStates.sharing(pipeline.ledger),
-        scheduler=SchedulerGateway(cast(Any, _LazyClient(session, "scheduler", _RETRYING))),
+        scheduler=SchedulerGateway(lazy(lambda: session.client("scheduler", config=_RETRYING))),
         publisher=pipeline.publisher,
         clock=pipeline.clock,
     )

@@ -120,7 +120,7 @@ class CleanRoomsGateway:
     def get_membership(self, membership_id: str) -> MembershipInfo:
         with _read("membership " + membership_id):
             item = self._client.get_membership(membershipIdentifier=membership_id)["membership"]
-        default = item.get("defaultResultConfiguration") or {}
+        default: Mapping[str, Any] = item.get("defaultResultConfiguration") or {}
         s3 = (default.get("outputConfiguration") or {}).get("s3") or {}
         return MembershipInfo(
             id=item["id"],

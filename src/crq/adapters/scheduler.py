@@ -55,7 +55,7 @@ class SchedulerGateway:
 
     def get(self, group: str, name: str) -> ManagedSchedule | None:
         try:
-            found: Any = self._client.get_schedule(GroupName=group, Name=name)
+            found = self._client.get_schedule(GroupName=group, Name=name)
         except ClientError as exc:
             if error_code(exc) == NOT_FOUND:
                 return None

@@ -12,6 +12,7 @@ from crq.errors import PublishFailed
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sns.type_defs import PublishInputTypeDef
 
 
 class SnsPublisher:
@@ -24,23 +25,22 @@ class SnsPublisher:
     ) -> str:
         """Publish the JSON `message`; with `text`, e-mail subscribers get the text instead
         (SNS message structure per protocol; raw-delivery SQS subscribers get the JSON)."""
-        extra: dict[str, str] = {}
+        request: PublishInputTypeDef = {
+            "TopicArn": self._topic_arn,
+            "Subject": subject,
+            "Message": message,
+            "MessageAttributes": {
+                name: {"DataType": "String", "StringValue": value}
+                for name, value in attributes.items()
+            },
+        }
         if text is not None:
-            message = json.dumps(
+            request["Message"] = json.dumps(
                 {"default": message, "email": text, "sqs": message, "lambda": message}
             )
-            extra["MessageStructure"] = "json"
+            request["MessageStructure"] = "json"
         try:
-            response = self._client.publish(
-                TopicArn=self._topic_arn,
-                Subject=subject,
-                Message=message,
-                **extra,  # type: ignore[arg-type]
-                MessageAttributes={
-                    name: {"DataType": "String", "StringValue": value}
-                    for name, value in attributes.items()
-                },
-            )
+            response = self._client.publish(**request)
         except (ClientError, BotoCoreError) as exc:
             # The claim protocol re-publishes later; the caller logs this and carries on.
             raise PublishFailed(f"SNS publish failed: {exc}") from exc
