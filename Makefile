@@ -74,6 +74,7 @@ pytest: install
 lint: install
 	$(BIN)/ruff check src local tests scripts bench
 	$(BIN)/ruff format --check src local tests scripts bench
+	$(BIN)/lint-imports  # the layers and who may import boto3: [tool.importlinter] in pyproject.toml
 
 typecheck: install
 	$(BIN)/mypy src local
@@ -143,4 +144,4 @@ bench: install runtime-python
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache
