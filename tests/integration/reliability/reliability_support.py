@@ -33,6 +33,7 @@ from typing import Any
 import boto3
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.compat import HTTPHeaders
+from botocore.exceptions import EndpointConnectionError
 
 from crq_local import stack
 
@@ -354,3 +355,18 @@ class LambdaAsync:
                 sqs.delete_message(
                     QueueUrl=self.dead_letter_url, ReceiptHandle=message["ReceiptHandle"]
                 )
+
+
+class FailingPublish:
+    """SNS Publish failing as the network would (after the SDK's own retries), `times` times;
+    records the message each failed attempt carried."""
+
+    def __init__(self, times: int) -> None:
+        self.left = times
+        self.attempted: list[str] = []
+
+    def __call__(self, params: dict[str, Any], **_: Any) -> None:
+        if self.left:
+            self.left -= 1
+            self.attempted.append(params["Message"])
+            raise EndpointConnectionError(endpoint_url="https://sns.us-east-1.amazonaws.com/")

@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
-from reliability_support import TICK, Clock, bodies, crq_session, sql_spec
+from botocore.exceptions import ClientError
+from reliability_support import TICK, Clock, FailingPublish, bodies, crq_session, sql_spec
 
 from crq import notifier
 from crq.adapters.dynamodb import DynamoLedger
@@ -104,21 +104,6 @@ def test_the_tick_and_the_status_event_racing_publish_once(
     assert body["event"] == "QUERY_SUCCEEDED"
     [item] = pipeline_stack.items()
     assert item["notifyState"] == "SENT" and "inFlight" not in item
-
-
-class FailingPublish:
-    """SNS Publish failing as the network would (after the SDK's own retries), `times` times;
-    records the message each failed attempt carried."""
-
-    def __init__(self, times: int) -> None:
-        self.left = times
-        self.attempted: list[str] = []
-
-    def __call__(self, params: dict[str, Any], **_: Any) -> None:
-        if self.left:
-            self.left -= 1
-            self.attempted.append(params["Message"])
-            raise EndpointConnectionError(endpoint_url="https://sns.us-east-1.amazonaws.com/")
 
 
 def test_a_failed_publish_is_published_again_after_the_lease_with_the_same_id(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from reliability_support import FailingPublish, crq_session
 from schedule_support import (
     deleted_event,
     get_schedule,
@@ -20,7 +21,6 @@ from schedule_support import (
 )
 
 from crq.adapters.scheduler import SchedulerGateway
-from crq.adapters.sns import SnsPublisher
 from crq.errors import PublishFailed
 
 
@@ -108,19 +108,10 @@ def test_a_delete_before_a_late_edit_removes_the_schedule_for_good(
 
 
 def test_a_failed_announcement_is_finished_by_the_retry(
-    pipeline_stack: Any, functions: Any, monkeypatch: pytest.MonkeyPatch
+    pipeline_stack: Any, functions: Any
 ) -> None:
     # Given SNS refusing the first publish
-    real = SnsPublisher.publish
-    calls: list[str] = []
-
-    def publish_once_failing(self: SnsPublisher, *args: Any, **kwargs: Any) -> str:
-        calls.append("publish")
-        if len(calls) == 1:
-            raise PublishFailed("SNS is down")
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(SnsPublisher, "publish", publish_once_failing)
+    crq_session().events.register("before-parameter-build.sns.Publish", FailingPublish(times=1))
     event = upload(pipeline_stack, scheduled_spec("cron(0 6 ? * MON *)"))
 
     # When the invocation fails, and Lambda retries the event

@@ -8,10 +8,12 @@ a user would see: the ledger row, the queries started, the messages published.
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from crq.errors import (
@@ -20,6 +22,8 @@ from crq.errors import (
     QueryNotFound,
     SpecUnreadable,
     StaleRun,
+    StartDeferred,
+    StartRefused,
 )
 from crq.ledger import ActiveRun, Outcome, ResultObject, Run, RunState, TriggerType
 from crq.ports import TERMINAL_STATUSES, Pipeline, ProtectedQuery, QuerySummary, SpecObject
@@ -99,7 +103,8 @@ class FakeLedger:
         counted.setdefault(query_id, units)
 
     def billed_units(self, day: str) -> float:
-        return sum(self.budget.get(day, {}).values())
+        # DynamoDB's ADD sums the decimal numbers it was sent (repr of each float), exactly.
+        return float(sum((Decimal(repr(u)) for u in self.budget.get(day, {}).values()), Decimal()))
 
     def only(self) -> Run:
         assert len(self.rows) == 1, list(self.rows)
@@ -139,16 +144,31 @@ class FakeQuery:
         )
 
 
+def result_location(query: FakeQuery) -> str:
+    """Where Clean Rooms writes a query's results: `<keyPrefix>/<query id>/` in the requested
+    bucket (s3://results/<id>/ when the request names none)."""
+    output = (query.request.get("resultConfiguration") or {}).get("outputConfiguration") or {}
+    s3 = output.get("s3")
+    if not s3:
+        return f"s3://results/{query.id}/"
+    prefix = str(s3.get("keyPrefix", "")).strip("/")
+    return f"s3://{s3['bucket']}/{prefix + '/' if prefix else ''}{query.id}/"
+
+
 def membership_arn(membership_id: str) -> str:
     return f"arn:aws:cleanrooms:us-east-1:111111111111:membership/{membership_id}"
 
 
 class FakeCleanRooms:
-    """A tiny Clean Rooms: queries by membership, a cap, scripted start failures, a call log."""
+    """A tiny Clean Rooms: queries by membership, a cap, scripted start failures, a call log.
+
+    tests/contract holds it to the real gateway's behaviour (against the local engine)."""
 
     def __init__(self, clock: Clock, cap: int = 5) -> None:
         self.clock = clock
         self.cap = cap
+        # The memberships crq's account is a member of; a start in another one is refused.
+        self.memberships = {MEMBERSHIP, OTHER_MEMBERSHIP}
         self.queries: dict[str, FakeQuery] = {}
         self.calls: list[tuple[str, str]] = []
         # Raised by the next start_query calls, in order (None: start normally).
@@ -176,7 +196,7 @@ class FakeCleanRooms:
         for key, value in extra.items():
             setattr(query, key, value)
         if status == "SUCCESS" and query.result_output is None:
-            query.result_output = {"s3": {"location": f"s3://results/{query.id}/"}}
+            query.result_output = {"s3": {"location": result_location(query)}}
             query.statistics = {
                 "totalDurationInMillis": 61_000,
                 "billedResourceUtilization": {"units": 0.5},
@@ -204,9 +224,9 @@ class FakeCleanRooms:
             failure = self.start_failures.pop(0)
             if failure is not None:
                 raise failure
+        if membership_id not in self.memberships:
+            raise StartRefused("ResourceNotFoundException", f"Membership {membership_id} not found")
         if self.active(membership_id) >= self.cap:
-            from crq.errors import StartDeferred
-
             raise StartDeferred(StartDeferred.QUOTA, "at most 5 queries")
         query = self.add(membership_id, "SUBMITTED", self.clock(), request=dict(request))
         if self.after_create:
@@ -238,7 +258,9 @@ class FakeCleanRooms:
 
     def cancel_query(self, membership_id: str, query_id: str) -> None:
         self.calls.append(("cancel", query_id))
-        query = self.queries[query_id]
+        query = self.queries.get(query_id)
+        if query is None or query.membership_id != membership_id:
+            raise QueryNotFound(membership_id, query_id)
         if self.cancel_conflict or query.status in TERMINAL_STATUSES:
             raise QueryAlreadyEnded(query_id, "already ended")
         query.status = "CANCELLING"
@@ -286,9 +308,13 @@ class Published:
 
 
 class FakePublisher:
+    """The notifications topic in memory (tests/contract holds it to SnsPublisher's behaviour).
+
+    `failures`: how many of the next publishes fail, as SNS being unreachable would."""
+
     def __init__(self) -> None:
         self.messages: list[Published] = []
-        self.failures = 0  # how many of the next publishes fail
+        self.failures = 0
 
     def publish(
         self, subject: str, message: str, attributes: Mapping[str, str], text: str | None = None
@@ -300,9 +326,11 @@ class FakePublisher:
         return f"msg-{len(self.messages)}"
 
     def bodies(self) -> list[dict[str, Any]]:
-        import json
-
         return [json.loads(m.message) for m in self.messages]
+
+    def received(self) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
+        """What a machine subscriber (SQS) got: subject, JSON body, attributes."""
+        return [(m.subject, json.loads(m.message), m.attributes) for m in self.messages]
 
 
 @dataclass

@@ -10,6 +10,7 @@ from pipeline_fakes import (
     MEMBERSHIP,
     OTHER_MEMBERSHIP,
     World,
+    result_location,
     sql_spec,
     world,
 )
@@ -38,7 +39,7 @@ def test_a_succeeded_query_is_notified_with_its_results() -> None:
     run = submit(w, "daily")
     w.clock.advance(minutes=2)
     w.cleanrooms.end(run.query_id or "")
-    location = f"s3://results/{run.query_id}/"
+    location = result_location(w.cleanrooms.queries[run.query_id or ""])
     w.results.listed[location] = [
         ResultObject(uri=location + "a.csv", size=10),
         ResultObject(uri=location + "b.csv", size=20),
@@ -475,7 +476,7 @@ def test_results_that_cannot_be_listed_do_not_hold_the_notification_back() -> No
     assert body["event"] == "QUERY_SUCCEEDED"
     # the files are not listed, and the notification says so rather than dropping the key
     assert body["result"] == {
-        "output": {"s3": {"location": f"s3://results/{run.query_id}/"}},
+        "output": {"s3": {"location": result_location(w.cleanrooms.queries[run.query_id or ""])}},
         "objectsNotListed": True,
     }
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pipeline_fakes import FakePublisher
 
 from crq.errors import ConfigError, SpecUnreadable
 from crq.events import SpecDeleted, SpecUploaded
@@ -88,15 +88,6 @@ class FakeScheduler:
         return self.schedules.get(name)
 
 
-@dataclass
-class FakePublisher:
-    messages: list[tuple[str, dict[str, Any], dict[str, str]]] = field(default_factory=list)
-
-    def publish(self, subject: str, message: str, attributes: Any) -> str:
-        self.messages.append((subject, json.loads(message), dict(attributes)))
-        return "id"
-
-
 SETTINGS = Settings(
     table_name="t",
     topic_arn="arn:aws:sns:us-east-1:1:t",
@@ -149,7 +140,7 @@ def test_a_scheduled_spec_is_set_announced_with_three_local_fire_times_and_not_r
         "Europe/Berlin",
         "group",
     )
-    [(subject, body_sent, attributes)] = publisher.messages
+    [(subject, body_sent, attributes)] = publisher.received()
     assert subject == "crq: weekly SCHEDULED"
     assert body_sent["schedule"]["nextFireTimes"] == [
         "2026-03-30T06:00:00+02:00",
@@ -176,7 +167,7 @@ def test_a_spec_without_a_name_is_announced_under_the_name_its_runs_get(world: A
     sync_schedule(SpecUploaded(BUCKET, key, version, None, None, NOW, "e", "A"), deps)
 
     # Then it is announced by the start function's default name: the key under the prefix
-    [(subject, _, attributes)] = publisher.messages
+    [(subject, _, attributes)] = publisher.received()
     assert attributes["specName"] == default_name(key, "incoming/") == "team-a/weekly"
     assert subject == "crq: team-a/weekly SCHEDULED"
 
@@ -208,7 +199,7 @@ def test_a_deletion_never_runs_and_removes_what_was_set(world: Any) -> None:
 
     assert (result.outcome, result.run_now) == ("removed", False)
     assert scheduler.schedules == {}
-    assert [m[1]["event"] for m in publisher.messages] == ["SCHEDULE_SET", "SCHEDULE_REMOVED"]
+    assert [m[1]["event"] for m in publisher.received()] == ["SCHEDULE_SET", "SCHEDULE_REMOVED"]
 
 
 def test_a_stack_without_its_schedule_settings_fails_by_name(world: Any) -> None:
