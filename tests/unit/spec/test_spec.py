@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-import crq.safe_load
-from crq.apimodel import FieldError, shape
-from crq.spec import (
-    REDACTED,
+import crq.spec.safe_load
+from crq.spec import Spec, SpecInvalid, load_spec, redacted_request, render_request
+from crq.spec.apimodel import FieldError, shape
+from crq.spec.model import (
     RESERVED_NOTIFY_ATTRIBUTES,
     SNS_MAX_ATTRIBUTES,
     ComputeConfiguration,
@@ -24,16 +24,12 @@ from crq.spec import (
     OutputConfiguration,
     ResultConfiguration,
     S3Output,
-    Spec,
-    SpecInvalid,
     SqlParameters,
     Worker,
-    load_spec,
-    redacted_request,
-    render_request,
 )
+from crq.spec.request import REDACTED
 
-TESTS = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parents[2]
 BAD = TESTS / "bad_specs"
 GOOD = TESTS / "good_specs"
 BAD_EXPECTED: dict[str, dict[str, Any]] = yaml.safe_load((BAD / "expected.yaml").read_text())
@@ -116,7 +112,7 @@ def test_pure_python_yaml_parser_rejects_the_same_way(
 ) -> None:
     # Lambda's PyYAML may lack libyaml: the fallback parser must find the same problems.
     # Syntax errors are worded by each parser, so only their fields are compared.
-    monkeypatch.setattr(crq.safe_load, "_make_parser", crq.safe_load._PyParser)
+    monkeypatch.setattr(crq.spec.safe_load, "_make_parser", crq.spec.safe_load._PyParser)
     expected = BAD_EXPECTED[name]["errors"]
     syntax = any(fragment.startswith("invalid YAML") for _, fragment in expected)
     exc = rejected(name)
@@ -413,7 +409,7 @@ def test_typed_shapes_follow_the_botocore_model(model: type, shape_name: str) ->
 
 def test_importing_the_spec_module_does_not_load_boto() -> None:
     code = (
-        "import sys, crq.spec, crq.render, crq.safe_load;"
+        "import sys, crq.spec.load, crq.spec.render, crq.spec.safe_load;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')))"
     )
     out = subprocess.run(
