@@ -7,9 +7,9 @@
     UNIT        := w | d | h | m                            (weeks, days, hours, minutes)
     format      := literal characters and %-directives from DIRECTIVES
 
-A hand-written scanner and parser evaluate it: nothing is executed, no eval, no Jinja. Every
-variable has a known type, so type mistakes (arithmetic on `spec_name`, `%H` on `run_date`) are
-found when the spec is loaded, not when the schedule fires.
+Regular expressions read it (`_PLACEHOLDER`, `_TOKEN`, `_FORMAT_PART`): nothing is executed, no
+eval, no Jinja. Every variable has a known type, so type mistakes (arithmetic on `spec_name`, `%H`
+on `run_date`) are found when the spec is loaded, not when the schedule fires.
 
 Error messages of fields holding sensitive values (query parameters) must not echo the value, so
 a `TemplateIssue` keeps the problem (never user text) apart from the placeholder's text.
@@ -17,6 +17,7 @@ a `TemplateIssue` keeps the problem (never user text) apart from the placeholder
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -41,23 +42,6 @@ DATE_UNITS = frozenset("wd")
 MAX_AMOUNT = 99_999
 MAX_ISSUES = 20  # per value: enough to fix, and error lists stay small
 
-_DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_MONTH_NAMES = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
-# Implemented here rather than by strftime: the C library's output varies by platform and locale,
-# and a rendered S3 prefix must be the same on a laptop and in Lambda.
 DIRECTIVES: dict[str, str] = {
     "Y": "year, 4 digits (2026)",
     "y": "year without century (26)",
@@ -77,7 +61,65 @@ DIRECTIVES: dict[str, str] = {
     "%": "a literal %",
 }
 TIME_DIRECTIVES = frozenset("HMS")
-_FORBIDDEN_IN_FORMAT = frozenset("{}|'\n\r\t")
+_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+_MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+# strftime renders the numeric directives; not these: names follow the C library's locale, and
+# glibc does not pad years before 1000. A rendered S3 prefix is the same on a laptop and in Lambda.
+_NOT_STRFTIME: dict[str, Callable[[date], str]] = {
+    "Y": lambda value: f"{value.year:04d}",
+    "G": lambda value: f"{value.isocalendar().year:04d}",
+    "a": lambda value: _DAYS[value.weekday()][:3],
+    "A": lambda value: _DAYS[value.weekday()],
+    "b": lambda value: _MONTHS[value.month - 1][:3],
+    "B": lambda value: _MONTHS[value.month - 1],
+}
+
+_BRACES = re.compile(r"\{\{|\}\}")
+# A placeholder, on one line. Before the "|", a quoted literal may hold braces and '|'; the first
+# "}}" outside one closes the placeholder.
+_PLACEHOLDER = re.compile(
+    r"""
+    \{\{
+    (?P<expression> (?: '[^'\n]*' | [^'|}\n] | \}(?!\}) )* )
+    (?: \| (?P<format> (?: [^}\n] | \}(?!\}) )* ) )?
+    \}\}
+    """,
+    re.VERBOSE,
+)
+# The expression's tokens; the last three groups are the mistakes.
+_TOKEN = re.compile(
+    r"""
+      (?P<blank>    [ \t]+ )
+    | '(?P<literal> [^']* )'                          # {{ '{{' }}
+    | (?P<name>     [A-Za-z_][A-Za-z0-9_]* )          # run_date
+    | (?P<amount>   (?P<number>[0-9]+) (?P<unit>[A-Za-z0-9]*) )   # 7d
+    | (?P<op>       [+-] )
+    | (?P<nested>   \{\{ )
+    | (?P<unclosed> ' )
+    | (?P<bad>      . )
+    """,
+    re.VERBOSE,
+)
+_TOKEN_PROBLEMS = {
+    "nested": "'{{' inside a placeholder",
+    "unclosed": "a quoted literal is not closed by '",
+}
+# A format: directives (`%` and one character, none at the end) and the text between them.
+_FORMAT_PART = re.compile(r"%(?P<directive>.?) | (?P<text>[^%]+)", re.VERBOSE)
+_DIRECTIVE = re.compile(r"%(.)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,16 +142,10 @@ class RenderContext:
         return self.run_time.date()
 
     def value_of(self, variable: str) -> datetime | date | str:
-        match variable:
-            case "run_time":
-                return self.run_time
-            case "run_date":
-                return self.run_date
-            case "spec_name":
-                return self.spec_name
-            case "trigger":
-                return self.trigger
-        raise KeyError(variable)
+        if variable not in VARIABLES:
+            raise KeyError(variable)
+        value: datetime | date | str = getattr(self, variable)
+        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,29 +171,21 @@ class TemplateError(ValueError):
         self.issues = issues
 
 
-# Builds the error for the placeholder being parsed, from a problem description.
-_Fail = Callable[[str], Exception]
-
-
 @dataclass(frozen=True, slots=True)
 class Offset:
     sign: int  # +1 or -1
     amount: int
     unit: str
 
-    @property
-    def delta(self) -> timedelta:
-        return UNITS[self.unit] * (self.sign * self.amount)
-
     def apply(self, value: datetime | date) -> datetime | date:
         """Weeks and days move the calendar (06:00 stays 06:00 across a DST change); hours and
         minutes are elapsed time."""
+        delta = UNITS[self.unit] * (self.sign * self.amount)
         if not isinstance(value, datetime) or value.tzinfo is UTC:
-            return value + self.delta
-        zone = value.tzinfo
+            return value + delta
         if self.unit in DATE_UNITS:
-            return (value + self.delta).astimezone(UTC).astimezone(zone)
-        return (value.astimezone(UTC) + self.delta).astimezone(zone)
+            return (value + delta).astimezone(UTC).astimezone(value.tzinfo)
+        return (value.astimezone(UTC) + delta).astimezone(value.tzinfo)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +195,7 @@ class Placeholder:
     variable: str | None  # None for a quoted literal
     literal: str
     offsets: tuple[Offset, ...]
-    format: tuple[str, ...] | None  # literal chunks and two-character directives ("%Y")
+    format: str | None  # checked: text and DIRECTIVES only
 
     def evaluate(self, context: RenderContext) -> str:
         if self.variable is None:
@@ -183,7 +211,7 @@ class Placeholder:
                 [TemplateIssue(self.position, self.text, "the offset leaves the calendar")]
             ) from None
         if self.format is not None:
-            return "".join(_format_chunk(value, chunk) for chunk in self.format)
+            return _strftime(value, self.format)
         if isinstance(value, datetime):  # not strftime: %Y is not zero-padded everywhere
             return f"{value.date().isoformat()}T{value:%H:%M:%S}{_offset_text(value)}"
         return value.isoformat()
@@ -224,43 +252,32 @@ def parse_template(value: str) -> Template:
     parts: list[str | Placeholder] = []
     issues: list[TemplateIssue] = []
     text_start = i = 0
-    opening, closing = value.find("{{"), value.find("}}")
-    while len(issues) < MAX_ISSUES:
-        # Search again only once the scan has passed the last hit, so no text is searched twice.
-        if -1 < opening < i:
-            opening = value.find("{{", i)
-        if -1 < closing < i:
-            closing = value.find("}}", i)
-        if closing != -1 and (opening == -1 or closing < opening):
+    while len(issues) < MAX_ISSUES and (brace := _BRACES.search(value, i)):
+        at = brace.start()
+        if brace[0] == "}}":
             issues.append(
-                TemplateIssue(closing, "}}", "'}}' without an opening '{{' (write {{ '}}' }})")
+                TemplateIssue(at, "}}", "'}}' without an opening '{{' (write {{ '}}' }})")
             )
-            i = closing + 2
+            i = at + 2
             continue
-        if opening == -1:
-            break
-        if opening > text_start:
-            parts.append(value[text_start:opening])
-        end = _placeholder_end(value, opening + 2)
-        if end is None:
-            line_end = value.find("\n", opening)
+        if at > text_start:
+            parts.append(value[text_start:at])
+        found = _PLACEHOLDER.match(value, at)
+        if found is None:
+            line_end = value.find("\n", at)
             stop = len(value) if line_end == -1 else line_end
-            issues.append(
-                TemplateIssue(
-                    opening,
-                    value[opening : min(stop, opening + 80)],
-                    "'{{' is not closed by '}}' on the same line (write {{ '{{' }} for "
-                    "a literal '{{')",
-                )
+            problem = (
+                "'{{' is not closed by '}}' on the same line (write {{ '{{' }} for a literal '{{')"
             )
+            issues.append(TemplateIssue(at, value[at : min(stop, at + 80)], problem))
             i = text_start = stop
             continue
-        text = value[opening : end + 2]
         try:
-            parts.append(_parse_placeholder(value[opening + 2 : end], opening, text))
-        except TemplateError as exc:
-            issues.extend(exc.issues)
-        i = text_start = end + 2
+            parsed = _parse_body(found["expression"], found["format"])
+            parts.append(Placeholder(at, found[0], *parsed))
+        except _Problem as exc:
+            issues.append(TemplateIssue(at, found[0], str(exc)))
+        i = text_start = found.end()
     if issues:
         raise TemplateError(issues)
     if text_start < len(value):
@@ -272,225 +289,92 @@ def render_value(value: str, context: RenderContext) -> str:
     return parse_template(value).render(context)
 
 
-def _placeholder_end(value: str, start: int) -> int | None:
-    """Offset of the "}}" closing a placeholder whose body starts at `start`; None if unclosed.
-
-    A quoted literal may hold braces ({{ '}}' }}), so quotes before the format's "|" are skipped.
-    """
-    in_format = in_quote = False
-    for i in range(start, len(value)):
-        char = value[i]
-        if char == "\n":
-            return None
-        if in_quote:
-            in_quote = char != "'"
-        elif char == "}" and value.startswith("}}", i):
-            return i
-        elif char == "|":
-            in_format = True
-        elif char == "'" and not in_format:
-            in_quote = True
-    return None
-
-
-def _parse_placeholder(body: str, position: int, text: str) -> Placeholder:
-    try:
-        variable, literal, offsets, directives = _parse_body(body)
-    except _Problem as exc:
-        raise TemplateError([TemplateIssue(position, text, str(exc))]) from None
-    return Placeholder(position, text, variable, literal, offsets, directives)
-
-
 class _Problem(Exception):
     """What is wrong with a placeholder's body (never quoting it)."""
 
 
-_Parsed = tuple[str | None, str, tuple[Offset, ...], tuple[str, ...] | None]
+_Parsed = tuple[str | None, str, tuple[Offset, ...], str | None]
 
 
 @lru_cache(maxsize=512)  # a query often repeats the same placeholder
-def _parse_body(body: str) -> _Parsed:
+def _parse_body(expression: str, fmt: str | None) -> _Parsed:
     """(variable or None for a literal, the literal, offsets, format); raises _Problem."""
-    fail = _Problem
-    expression, bar, fmt = _split_format(body)
-    tokens = _tokenize(expression, fail)
+    tokens = []
+    for token in _TOKEN.finditer(expression):
+        if token.lastgroup == "bad":
+            at = token.start() + 3  # 1-based, in the placeholder with its "{{"
+            raise _Problem(f"unexpected character at character {at} of the placeholder")
+        if token.lastgroup in _TOKEN_PROBLEMS:
+            raise _Problem(_TOKEN_PROBLEMS[token.lastgroup])
+        if token.lastgroup != "blank":
+            tokens.append(token)
     if not tokens:
-        raise fail("the placeholder is empty; put a variable in it: " + ", ".join(VARIABLES))
-    kind, first = tokens[0]
-    if kind == "literal":
-        if len(tokens) > 1 or bar:
-            raise fail("a quoted literal takes no offset and no format")
-        return None, first, (), None
-    if kind != "name":
-        raise fail("a placeholder starts with a variable: " + ", ".join(VARIABLES))
-    if first not in VARIABLES:
-        raise fail("unknown variable; use one of " + ", ".join(VARIABLES))
-    variable_kind = VARIABLES[first]
-    offsets = _parse_offsets(first, variable_kind, tokens[1:], fail)
-    directives = None
-    if bar:
-        if variable_kind == "string":
-            raise fail(f"{first} is text: a '|' format applies to run_time and run_date only")
-        directives = _parse_format(fmt, variable_kind, fail)
-    return first, "", offsets, directives
+        raise _Problem("the placeholder is empty; put a variable in it: " + ", ".join(VARIABLES))
+    first, rest = tokens[0], tokens[1:]
+    if first.lastgroup == "literal":
+        if rest or fmt is not None:
+            raise _Problem("a quoted literal takes no offset and no format")
+        return None, first["literal"], (), None
+    if first.lastgroup != "name":
+        raise _Problem("a placeholder starts with a variable: " + ", ".join(VARIABLES))
+    variable = first[0]
+    if variable not in VARIABLES:
+        raise _Problem("unknown variable; use one of " + ", ".join(VARIABLES))
+    kind = VARIABLES[variable]
+    offsets = tuple(_offset(variable, kind, rest[i : i + 2]) for i in range(0, len(rest), 2))
+    if fmt is None:
+        return variable, "", offsets, None
+    if kind == "string":
+        raise _Problem(f"{variable} is text: a '|' format applies to run_time and run_date only")
+    return variable, "", offsets, _checked_format(fmt, kind)
 
 
-def _split_format(body: str) -> tuple[str, bool, str]:
-    # The first "|" outside a quoted literal starts the format.
-    in_quote = False
-    for i, char in enumerate(body):
-        if char == "'":
-            in_quote = not in_quote
-        elif char == "|" and not in_quote:
-            return body[:i], True, body[i + 1 :]
-    return body, False, ""
-
-
-def _tokenize(expression: str, fail: _Fail) -> list[tuple[str, str]]:
-    tokens: list[tuple[str, str]] = []
-    i, n = 0, len(expression)
-    while i < n:
-        char = expression[i]
-        if char in " \t":
-            i += 1
-        elif char == "'":
-            close = expression.find("'", i + 1)
-            if close == -1:
-                raise fail("a quoted literal is not closed by '")
-            tokens.append(("literal", expression[i + 1 : close]))
-            i = close + 1
-        elif char.isascii() and (char.isalpha() or char == "_"):
-            j = i
-            while (
-                j < n
-                and expression[j].isascii()
-                and (expression[j].isalnum() or expression[j] == "_")
-            ):
-                j += 1
-            tokens.append(("name", expression[i:j]))
-            i = j
-        elif char.isascii() and char.isdigit():
-            j = i
-            while j < n and expression[j].isascii() and expression[j].isalnum():
-                j += 1
-            tokens.append(("amount", expression[i:j]))
-            i = j
-        elif char in "+-":
-            tokens.append(("op", char))
-            i += 1
-        elif expression.startswith("{{", i):
-            raise fail("'{{' inside a placeholder")
-        else:
-            raise fail(f"unexpected character at character {i + 3} of the placeholder")
-    return tokens
-
-
-def _parse_offsets(
-    variable: str, kind: Kind, tokens: list[tuple[str, str]], fail: _Fail
-) -> tuple[Offset, ...]:
-    offsets: list[Offset] = []
-    for i in range(0, len(tokens), 2):
-        op = tokens[i]
-        if op[0] != "op":
-            raise fail("expected '+' or '-' and an amount such as 7d after the variable")
-        if kind == "string":
-            raise fail(f"{variable} is text: offsets apply to run_time and run_date only")
-        if i + 1 >= len(tokens) or tokens[i + 1][0] != "amount":
-            raise fail(f"'{op[1]}' must be followed by an amount and a unit, such as 7d")
-        offsets.append(_parse_amount(variable, kind, op[1], tokens[i + 1][1], fail))
-    return tuple(offsets)
-
-
-def _parse_amount(variable: str, kind: Kind, op: str, token: str, fail: _Fail) -> Offset:
-    digits = len(token) - len(token.lstrip("0123456789"))
-    number, unit = token[:digits], token[digits:]
+def _offset(variable: str, kind: Kind, tokens: list[re.Match[str]]) -> Offset:
+    op = tokens[0]
+    if op.lastgroup != "op":
+        raise _Problem("expected '+' or '-' and an amount such as 7d after the variable")
+    if kind == "string":
+        raise _Problem(f"{variable} is text: offsets apply to run_time and run_date only")
+    if len(tokens) < 2 or tokens[1].lastgroup != "amount":
+        raise _Problem(f"'{op[0]}' must be followed by an amount and a unit, such as 7d")
+    number, unit = tokens[1]["number"], tokens[1]["unit"]
     if not unit:
-        raise fail("an amount needs a unit: w (weeks), d (days), h (hours) or m (minutes)")
+        raise _Problem("an amount needs a unit: w (weeks), d (days), h (hours) or m (minutes)")
     if unit not in UNITS:
-        raise fail("unknown unit; use w (weeks), d (days), h (hours) or m (minutes)")
+        raise _Problem("unknown unit; use w (weeks), d (days), h (hours) or m (minutes)")
     if kind == "date" and unit not in DATE_UNITS:
-        raise fail(f"{variable} is a date: offsets are in w or d (use run_time for h and m)")
-    amount = int(number)
-    if amount > MAX_AMOUNT:
-        raise fail(f"an amount is at most {MAX_AMOUNT}")
-    return Offset(1 if op == "+" else -1, amount, unit)
+        raise _Problem(f"{variable} is a date: offsets are in w or d (use run_time for h and m)")
+    if int(number) > MAX_AMOUNT:
+        raise _Problem(f"an amount is at most {MAX_AMOUNT}")
+    return Offset(1 if op[0] == "+" else -1, int(number), unit)
 
 
-def _parse_format(fmt: str, kind: Kind, fail: _Fail) -> tuple[str, ...]:
+def _checked_format(fmt: str, kind: Kind) -> str:
     fmt = fmt.strip(" ")
     if not fmt:
-        raise fail("the format after '|' is empty; e.g. | %Y/%m/%d")
-    chunks: list[str] = []
-    literal: list[str] = []
-    i = 0
-    while i < len(fmt):
-        char = fmt[i]
-        if char == "%":
-            if i + 1 >= len(fmt):
-                raise fail("the format ends with a lone %")
-            directive = fmt[i + 1]
-            if directive not in DIRECTIVES:
-                raise fail(
-                    f"unsupported format directive %{directive}; use "
-                    + " ".join("%" + d for d in DIRECTIVES)
-                )
-            if kind == "date" and directive in TIME_DIRECTIVES:
-                raise fail(f"run_date has no time of day: %{directive} needs run_time")
-            if literal:
-                chunks.append("".join(literal))
-                literal = []
-            chunks.append("%" + directive)
-            i += 2
-            continue
-        if char in _FORBIDDEN_IN_FORMAT or not char.isprintable():
-            raise fail("a format cannot contain braces, '|', quotes, tabs or line breaks")
-        literal.append(char)
-        i += 1
-    if literal:
-        chunks.append("".join(literal))
-    return tuple(chunks)
+        raise _Problem("the format after '|' is empty; e.g. | %Y/%m/%d")
+    for part in _FORMAT_PART.finditer(fmt):
+        directive, text = part["directive"], part["text"]
+        if text is not None and (not text.isprintable() or any(c in "{}|'" for c in text)):
+            raise _Problem("a format cannot contain braces, '|', quotes, tabs or line breaks")
+        if directive == "":
+            raise _Problem("the format ends with a lone %")
+        if directive is not None and directive not in DIRECTIVES:
+            raise _Problem(
+                f"unsupported format directive %{directive}; use "
+                + " ".join("%" + d for d in DIRECTIVES)
+            )
+        if kind == "date" and directive in TIME_DIRECTIVES:
+            raise _Problem(f"run_date has no time of day: %{directive} needs run_time")
+    return fmt
 
 
-def _format_chunk(value: datetime | date, chunk: str) -> str:
-    if len(chunk) != 2 or chunk[0] != "%":
-        return chunk
-    directive = chunk[1]
-    iso = value.isocalendar()
-    match directive:
-        case "Y":
-            return f"{value.year:04d}"
-        case "y":
-            return f"{value.year % 100:02d}"
-        case "m":
-            return f"{value.month:02d}"
-        case "d":
-            return f"{value.day:02d}"
-        case "j":
-            return f"{value.timetuple().tm_yday:03d}"
-        case "G":
-            return f"{iso.year:04d}"
-        case "V":
-            return f"{iso.week:02d}"
-        case "u":
-            return str(iso.weekday)
-        case "a":
-            return _DAY_NAMES[value.weekday()][:3]
-        case "A":
-            return _DAY_NAMES[value.weekday()]
-        case "b":
-            return _MONTH_NAMES[value.month - 1][:3]
-        case "B":
-            return _MONTH_NAMES[value.month - 1]
-        case "%":
-            return "%"
-    assert isinstance(value, datetime)  # the parser allows H, M, S on run_time only
-    match directive:
-        case "H":
-            return f"{value.hour:02d}"
-        case "M":
-            return f"{value.minute:02d}"
-        case _:
-            return f"{value.second:02d}"
+def _strftime(value: date, fmt: str) -> str:
+    def directive(found: re.Match[str]) -> str:
+        own = _NOT_STRFTIME.get(found[1])
+        return own(value) if own else value.strftime(found[0])
+
+    return _DIRECTIVE.sub(directive, fmt)
 
 
 def _offset_text(value: datetime) -> str:
