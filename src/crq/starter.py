@@ -178,8 +178,8 @@ def _create(source: _Source, pipeline: Pipeline) -> StartResult:
     run = run.model_copy(
         update={
             "membership_id": request["membershipIdentifier"],
-            "max_attempts": spec.maxAttempts,
-            "max_runtime_minutes": spec.maxRuntimeMinutes
+            "max_attempts": spec.max_attempts,
+            "max_runtime_minutes": spec.max_runtime_minutes
             or pipeline.settings.default_max_runtime_minutes,
             "notify_attributes": dict(spec.notify),
         }

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 from pydantic.functional_validators import AfterValidator
 from pydantic_core import PydanticCustomError
 
@@ -80,7 +81,8 @@ NotifyValue = Annotated[
 class ScheduleKeys(BaseModel):
     """`schedule:` as a mapping, for the options beyond the expression."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # camelCase in spec files, snake_case in Python; the Python names are not accepted in files.
+    model_config = ConfigDict(extra="forbid", strict=True, alias_generator=to_camel)
 
     expression: str = Field(description="cron(...), rate(...) or at(...), as Scheduler reads it.")
     start: str | None = Field(
@@ -93,14 +95,14 @@ class ScheduleKeys(BaseModel):
         description="ISO 8601 date-time after which it does not fire (without an offset: in the "
         "spec's timezone).",
     )
-    flexibleWindowMinutes: Annotated[int, Field(ge=1, le=MAX_FLEXIBLE_WINDOW_MINUTES)] | None = (
+    flexible_window_minutes: Annotated[int, Field(ge=1, le=MAX_FLEXIBLE_WINDOW_MINUTES)] | None = (
         Field(
             None,
             description="Let Scheduler fire up to this many minutes late (spreads load). "
             "Default: off, it fires on time.",
         )
     )
-    runOnUpload: bool = Field(
+    run_on_upload: bool = Field(
         False, description="Also run once when the spec is uploaded. Default: false."
     )
 
@@ -108,7 +110,9 @@ class ScheduleKeys(BaseModel):
 class PipelineKeys(BaseModel):
     """The keys a spec file adds to the StartProtectedQuery request."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, defer_build=True, alias_generator=to_camel
+    )
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)] | None = Field(
         None,
@@ -116,12 +120,12 @@ class PipelineKeys(BaseModel):
         "specs. Default: the spec's key under the specs prefix without its extension "
         "(specs/team-a/weekly.yaml -> team-a/weekly).",
     )
-    maxRuntimeMinutes: Annotated[int, Field(ge=1, le=MAX_RUNTIME_MINUTES)] | None = Field(
+    max_runtime_minutes: Annotated[int, Field(ge=1, le=MAX_RUNTIME_MINUTES)] | None = Field(
         None,
         description="Cancel the query after this many minutes. Default: the stack's "
         "CRQ_DEFAULT_MAX_RUNTIME_MINUTES.",
     )
-    maxAttempts: Annotated[int, Field(ge=1, le=MAX_ATTEMPTS)] = Field(
+    max_attempts: Annotated[int, Field(ge=1, le=MAX_ATTEMPTS)] = Field(
         DEFAULT_MAX_ATTEMPTS,
         description="Runs of the query in all when it fails with a retryable error (2: one retry).",
     )
@@ -146,7 +150,8 @@ class PipelineKeys(BaseModel):
     )
 
 
-PIPELINE_KEYS = tuple(PipelineKeys.model_fields)
+# As spec files spell them.
+PIPELINE_KEYS = tuple(field.alias or name for name, field in PipelineKeys.model_fields.items())
 
 
 class SpecSchedule(BaseModel):
@@ -166,25 +171,27 @@ class SpecSchedule(BaseModel):
 
 class _Shape(BaseModel):
     # Built only from data apimodel.check_shape has accepted; a test keeps these members equal
-    # to the botocore model's.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
+    # to the botocore model's. Members are camelCase in the request, snake_case in Python.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, defer_build=True, alias_generator=to_camel
+    )
 
 
 class SqlParameters(_Shape):
-    queryString: str | None = None
-    analysisTemplateArn: str | None = None
+    query_string: str | None = None
+    analysis_template_arn: str | None = None
     parameters: dict[str, str] | None = None
 
 
 class S3Output(_Shape):
-    resultFormat: str
+    result_format: str
     bucket: str
-    keyPrefix: str | None = None
-    singleFileOutput: bool | None = None
+    key_prefix: str | None = None
+    single_file_output: bool | None = None
 
 
 class MemberOutput(_Shape):
-    accountId: str
+    account_id: str
 
 
 class DistributeLocation(_Shape):
@@ -206,11 +213,11 @@ class OutputConfiguration(_Shape):
     s3: S3Output | None = None
     member: MemberOutput | None = None
     distribute: DistributeOutput | None = None
-    intermediateTable: IntermediateTableOutput | None = None
+    intermediate_table: IntermediateTableOutput | None = None
 
 
 class ResultConfiguration(_Shape):
-    outputConfiguration: OutputConfiguration
+    output_configuration: OutputConfiguration
 
 
 class WorkerProperties(_Shape):
@@ -233,20 +240,22 @@ class Spec(_Shape):
     source: str
     name: str
     type: str = "SQL"
-    membershipIdentifier: str
-    sqlParameters: SqlParameters
-    resultConfiguration: ResultConfiguration | None = None
-    computeConfiguration: ComputeConfiguration | None = None
-    queryComputePayerAccountId: str | None = None
-    maxRuntimeMinutes: int | None = None
-    maxAttempts: int = DEFAULT_MAX_ATTEMPTS
+    membership_identifier: str
+    sql_parameters: SqlParameters
+    result_configuration: ResultConfiguration | None = None
+    compute_configuration: ComputeConfiguration | None = None
+    query_compute_payer_account_id: str | None = None
+    max_runtime_minutes: int | None = None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
     notify: dict[str, str] = Field(default_factory=dict)
     schedule: SpecSchedule | None = None
     timezone: str = "UTC"
 
     def request_template(self) -> dict[str, Any]:
         """The StartProtectedQuery request as written, placeholders unrendered."""
-        return self.model_dump(include=set(request_keys()), exclude_none=True)
+        members = set(request_keys())
+        dumped = self.model_dump(by_alias=True, exclude_none=True)
+        return {key: value for key, value in dumped.items() if key in members}
 
     def render_context(self, run_time: datetime, trigger: str) -> RenderContext:
         return RenderContext(
