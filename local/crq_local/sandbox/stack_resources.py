@@ -22,7 +22,7 @@ from typing import Any
 
 from crq_local import stack
 from crq_local.sandbox.lambda_runtime import FunctionDefinition
-from crq_local.sandbox.router import Route
+from crq_local.sandbox.router import EventRoute
 
 # What Lambda's asynchronous invoke does when EventInvokeConfig does not say.
 DEFAULT_ASYNC_RETRIES = 2
@@ -98,7 +98,7 @@ class SandboxStack:
     topics: dict[str, str] = field(default_factory=dict)  # ARNs
     queues: dict[str, Queue] = field(default_factory=dict)
     functions: dict[str, FunctionDefinition] = field(default_factory=dict)
-    routes: list[Route] = field(default_factory=list)
+    routes: list[EventRoute] = field(default_factory=list)
     rules: dict[str, str] = field(default_factory=dict)  # rule logical id -> rule name
     schedules: list[TrackedSchedule] = field(default_factory=list)
     schedule_groups: dict[str, str] = field(default_factory=dict)  # logical id -> group name
@@ -308,7 +308,7 @@ def _create_rules(
                 {"VisibilityTimeout": FUNCTION_QUEUE_VISIBILITY_SECONDS},
             )
             created.routes.append(
-                Route(
+                EventRoute(
                     function=rule.function,
                     queue_url=queue.url,
                     max_attempts=1 + function.async_retries,
