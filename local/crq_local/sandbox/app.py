@@ -518,15 +518,7 @@ def _clients(endpoint: str, region: str) -> AwsClients:
     def client(service: str) -> Any:
         return session.client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
 
-    return AwsClients(
-        s3=client("s3"),
-        dynamodb=client("dynamodb"),
-        sns=client("sns"),
-        sqs=client("sqs"),
-        events=client("events"),
-        scheduler=client("scheduler"),
-        cloudwatch=client("cloudwatch"),
-    )
+    return AwsClients.of(client)
 
 
 def _scheduled_event(scheduler: Any, name: str) -> Any:

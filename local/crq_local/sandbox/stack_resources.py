@@ -1,4 +1,6 @@
-"""The stack's resources, created on the sandbox's AWS endpoint from `template.yaml`.
+"""The stack's resources, created on moto from `template.yaml`: the one builder of crq's stack
+in miniature, used by the sandbox (on its moto server), the integration tests' `pipeline_stack`
+fixture and the bench (in-process `mock_aws`).
 
 Everything comes from the template through `crq_local.stack` (the same reading the template's
 tests use): bucket settings, the table with its indexes and TTL, topics, queues, alarms, the
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,6 +116,19 @@ class AwsClients:
     events: Any
     scheduler: Any
     cloudwatch: Any
+
+    @classmethod
+    def of(cls, client: Callable[[str], Any]) -> AwsClients:
+        """One client per service, from a factory (`boto3.client`, a session's `client`)."""
+        return cls(
+            s3=client("s3"),
+            dynamodb=client("dynamodb"),
+            sns=client("sns"),
+            sqs=client("sqs"),
+            events=client("events"),
+            scheduler=client("scheduler"),
+            cloudwatch=client("cloudwatch"),
+        )
 
 
 def create_stack(
