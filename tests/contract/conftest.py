@@ -23,12 +23,14 @@ from aws_lambda_powertools import Metrics
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS / "unit" / "pipeline"))
 
-from contract_support import CleanRooms, Received, Ticking, Topic  # noqa: E402
+from contract_support import CleanRooms, Received, Specs, Ticking, Topic  # noqa: E402
 from pipeline_fakes import (  # noqa: E402
+    BUCKET,
     MEMBERSHIP,
     FakeCleanRooms,
     FakeLedger,
     FakePublisher,
+    FakeSpecs,
 )
 
 from crq.adapters import build_pipeline, cleanrooms  # noqa: E402
@@ -72,6 +74,20 @@ def ledger(request: pytest.FixtureRequest) -> Ledger:
     real: Pipeline = request.getfixturevalue("wired")
     assert isinstance(real.ledger, DynamoLedger)
     return real.ledger
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def specs(request: pytest.FixtureRequest) -> Specs:
+    if request.param == "fake":
+        fake = FakeSpecs()
+        return Specs(store=fake, bucket=BUCKET, put=lambda key, data: fake.put(key, data))
+    stack = request.getfixturevalue("pipeline_stack")
+    real: Pipeline = request.getfixturevalue("wired")
+
+    def put(key: str, data: bytes) -> str:
+        return str(stack.s3.put_object(Bucket=stack.specs_bucket, Key=key, Body=data)["VersionId"])
+
+    return Specs(store=real.specs, bucket=stack.specs_bucket, put=put)
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)

@@ -9,7 +9,7 @@ from typing import Any
 
 from pipeline_fakes import Clock
 
-from crq.ports import Publisher, QueryGateway
+from crq.ports import Publisher, QueryGateway, SpecStore
 
 
 @dataclass
@@ -40,3 +40,12 @@ class Topic:
     publisher: Publisher
     received: Callable[[int], list[Received]]  # waits for at least n messages
     unreachable: Publisher  # a publisher whose every publish fails
+
+
+@dataclass
+class Specs:
+    """The specs bucket: a spec store, and how a user puts an object (returns its version)."""
+
+    store: SpecStore
+    bucket: str
+    put: Callable[[str, bytes], str]

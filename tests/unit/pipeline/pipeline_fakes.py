@@ -28,6 +28,7 @@ from crq.errors import (
 from crq.ledger import ActiveRun, Outcome, ResultObject, Run, RunState, TriggerType
 from crq.ports import TERMINAL_STATUSES, Pipeline, ProtectedQuery, QuerySummary, SpecObject
 from crq.settings import Settings
+from crq.spec.safe_load import MAX_SPEC_BYTES, too_large
 
 MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"
 OTHER_MEMBERSHIP = "0b7d5e21-93c4-4f0a-8e6d-5c1a2f9b4e38"
@@ -284,6 +285,8 @@ class FakeSpecs:
             raise SpecUnreadable(f"s3://{bucket}/{key}", "the spec object does not exist")
         for vid, data in reversed(versions):
             if version_id in (None, vid):
+                if len(data) > MAX_SPEC_BYTES:  # SpecStore reads no further than the limit
+                    raise SpecUnreadable(f"s3://{bucket}/{key}", too_large(len(data)))
                 return SpecObject(data=data, size=len(data), version_id=vid, etag=f"etag-{vid}")
         raise SpecUnreadable(
             f"s3://{bucket}/{key}", "that version of the spec object does not exist"
