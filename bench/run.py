@@ -76,7 +76,7 @@ _COLD_CRQ = """
 import time; t = time.perf_counter()
 import handlers.track
 # Clients are created on first use; a tick with nothing in flight needs only DynamoDB's.
-handlers.track.pipeline().ledger._client.meta
+handlers.track.collaborators().ledger._client.meta
 print(time.perf_counter() - t)
 """
 _COLD_BASE = """
@@ -414,7 +414,7 @@ def track_pass() -> None:
     )
 
     from crq.deadline import Deadline
-    from crq.ports import Pipeline
+    from crq.ports import Collaborators
     from crq.settings import Settings
     from crq.tracker import track_in_flight
 
@@ -433,7 +433,7 @@ def track_pass() -> None:
             metrics_namespace="crq",
             track_workers=workers,
         )
-        pipeline = Pipeline(
+        pipeline = Collaborators(
             settings=settings,
             ledger=ledger,
             queries=queries,
@@ -909,8 +909,8 @@ def preflight_calls(specs: int = 40) -> dict[str, Any]:
             clients.s3.create_bucket(Bucket="crq-bench-results")
             from handlers import start, track
 
-            start.pipeline.cache_clear()
-            track.pipeline.cache_clear()
+            start.collaborators.cache_clear()
+            track.collaborators.cache_clear()
             bucket = created.buckets["SpecsBucket"]
             event_template = json.loads((ROOT / "events/start/s3-object-created.json").read_text())
             for i in range(specs):
@@ -946,7 +946,7 @@ def preflight_calls(specs: int = 40) -> dict[str, Any]:
                 raise SystemExit("bench: the preflight burst did not start every query")
             lookups = sum(
                 p.collaboration.lookups
-                for p in (start.pipeline(), track.pipeline())
+                for p in (start.collaborators(), track.collaborators())
                 if p.collaboration is not None
             )
     finally:
