@@ -55,7 +55,7 @@ from crq.lifecycle import (
     submit_recorded,
 )
 from crq.ports import Collaborators
-from crq.spec_names import claim_name, default_name
+from crq.spec.names import claim_name, default_name
 from crq.triggers import NotOurs, SpecScheduled, SpecUploaded, StartTrigger
 
 # The spec chain (crq.spec: the Clean Rooms model checks, the YAML loader, the renderer) is
@@ -92,7 +92,7 @@ def _source_of(trigger: StartTrigger, deps: Collaborators) -> _Source | StartRes
         case NotOurs(reason=reason):
             return StartResult(StartOutcome.IGNORED, detail=reason)
         case SpecUploaded() as up:
-            from crq.safe_load import format_of
+            from crq.spec.safe_load import format_of
 
             problem = None
             if up.bucket != settings.specs_bucket:
@@ -156,7 +156,7 @@ def _create(source: _Source, deps: Collaborators) -> StartResult:
         request = render_request(spec, render_context(spec, run))
     except (SpecUnreadable, SpecInvalid) as exc:
         return _reject_new(run, problems_of(exc), deps)
-    # One live spec per name (crq.spec_names): a name another spec uses is a spec error.
+    # One live spec per name (crq.spec.names): a name another spec uses is a spec error.
     taken = claim_name(spec.name, source.bucket, source.key, deps)
     if taken is not None:
         return _reject_new(run, [taken], deps)
@@ -164,8 +164,8 @@ def _create(source: _Source, deps: Collaborators) -> StartResult:
     run = run.model_copy(
         update={
             "membership_id": request["membershipIdentifier"],
-            "max_attempts": spec.maxAttempts,
-            "max_runtime_minutes": spec.maxRuntimeMinutes
+            "max_attempts": spec.max_attempts,
+            "max_runtime_minutes": spec.max_runtime_minutes
             or deps.settings.default_max_runtime_minutes,
             "notify_attributes": dict(spec.notify),
         }
