@@ -90,7 +90,7 @@ class Operations:
             found = sorted(
                 (
                     q
-                    for q in self.runner.of(membership.id)
+                    for q in self.runner.queries_of(membership.id)
                     if params.get("status") in (None, q.status) and (after is None or q.seq < after)
                 ),
                 key=lambda q: q.seq,

@@ -95,7 +95,7 @@ def summary(q: Query) -> dict[str, Any]:
     }
 
 
-def error(code: str, message: str, retryable: bool) -> dict[str, Any]:
+def query_error(code: str, message: str, retryable: bool) -> dict[str, Any]:
     """A failed query's `error`. `retry` is in the current API (RetryInfo); older botocore
     models drop it when parsing."""
     return {"code": code, "message": message, "retry": {"retryable": retryable}}

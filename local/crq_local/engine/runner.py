@@ -27,7 +27,7 @@ from .errors import ConflictException, ServiceQuotaExceededException
 from .execution import QueryFailed, referenced_tables
 from .faults import FaultCounters, HintLine
 from .params import Bound
-from .queries import ACTIVE, ENDED, Query, Received, error
+from .queries import ACTIVE, ENDED, Query, Received, query_error
 from .query_plan import Planner
 from .tables import TableCache, TableReadError, TableSource, download
 from .timings import Timings
@@ -119,7 +119,7 @@ class Runner:
         with self.lock:
             return self._queries.get(query_id)
 
-    def of(self, membership_id: str) -> list[Query]:
+    def queries_of(self, membership_id: str) -> list[Query]:
         """The membership's queries (hold `lock` while reading them)."""
         with self.lock:
             return [q for q in self._queries.values() if q.membership.id == membership_id]
@@ -204,7 +204,7 @@ class Runner:
                 self._set_status(q, "CANCELLED")
             else:
                 message = f"Internal engine error: {exc}"
-                self._set_status(q, "FAILED", error=error(INTERNAL_ERROR, message, True))
+                self._set_status(q, "FAILED", error=query_error(INTERNAL_ERROR, message, True))
         finally:
             with self.lock:
                 self._threads.discard(threading.current_thread())
@@ -232,13 +232,17 @@ class Runner:
             return
         if timed_out:
             message = f"The query ran longer than {self._timings.timeout:g} seconds"
-            self._set_status(q, "TIMED_OUT", error=error(TIMED_OUT_CODE, message, True))
+            self._set_status(q, "TIMED_OUT", error=query_error(TIMED_OUT_CODE, message, True))
         elif q.faults.fail is not None:
             fail = q.faults.fail
-            self._set_status(q, "FAILED", error=error(fail.code, fail.message, fail.retryable))
+            self._set_status(
+                q, "FAILED", error=query_error(fail.code, fail.message, fail.retryable)
+            )
         elif failure is not None:
             retryable = failure.code == "TABLE_READ_FAILED"
-            self._set_status(q, "FAILED", error=error(failure.code, failure.message, retryable))
+            self._set_status(
+                q, "FAILED", error=query_error(failure.code, failure.message, retryable)
+            )
         else:
             assert rows is not None
             self._deliver(q, rows)
@@ -341,7 +345,7 @@ class Runner:
         except Exception as exc:  # S3 refused (no bucket, access): the query fails, as on AWS
             log.warning("results not written", extra={"queryId": q.id, "error": str(exc)})
             message = f"Unable to write the query results: {exc}"
-            self._set_status(q, "FAILED", error=error(RESULT_WRITE_FAILED, message, False))
+            self._set_status(q, "FAILED", error=query_error(RESULT_WRITE_FAILED, message, False))
             return
         self._set_status(q, "SUCCESS", result={"output": result})
         log.info("protected query succeeded", extra={"queryId": q.id, "rows": rows.num_rows})
