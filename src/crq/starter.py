@@ -50,11 +50,11 @@ from crq.ledger import (
 from crq.notifier import claimed_end, deliver, end_run, publish_claimed
 from crq.ports import Pipeline, ProtectedQuery, QuerySummary
 from crq.preflight import preflight
-from crq.spec_names import claim_name, default_name
+from crq.spec.names import claim_name, default_name
 
 if TYPE_CHECKING:
-    from crq.render import RenderContext
     from crq.spec import Spec, SpecInvalid
+    from crq.spec.render import RenderContext
 
 # The spec chain (crq.spec: the Clean Rooms model checks, the YAML loader, the renderer) is
 # imported where a spec is read, not at import: the track function, which imports this module,
@@ -108,7 +108,7 @@ def _source_of(trigger: StartTrigger, pipeline: Pipeline) -> _Source | StartResu
         case NotOurs(reason=reason):
             return StartResult("ignored", detail=reason)
         case SpecUploaded() as up:
-            from crq.safe_load import format_of
+            from crq.spec.safe_load import format_of
 
             problem = None
             if up.bucket != settings.specs_bucket:
@@ -170,7 +170,7 @@ def _create(source: _Source, pipeline: Pipeline) -> StartResult:
         request = render_request(spec, _context(spec, run))
     except (SpecUnreadable, SpecInvalid) as exc:
         return _reject_new(run, _problems(exc), pipeline)
-    # One live spec per name (crq.spec_names): a name another spec uses is a spec error.
+    # One live spec per name (crq.spec.names): a name another spec uses is a spec error.
     taken = claim_name(spec.name, source.bucket, source.key, pipeline)
     if taken is not None:
         return _reject_new(run, [taken], pipeline)
@@ -178,8 +178,8 @@ def _create(source: _Source, pipeline: Pipeline) -> StartResult:
     run = run.model_copy(
         update={
             "membership_id": request["membershipIdentifier"],
-            "max_attempts": spec.maxAttempts,
-            "max_runtime_minutes": spec.maxRuntimeMinutes
+            "max_attempts": spec.max_attempts,
+            "max_runtime_minutes": spec.max_runtime_minutes
             or pipeline.settings.default_max_runtime_minutes,
             "notify_attributes": dict(spec.notify),
         }

@@ -177,7 +177,7 @@ def stack_name(value: str | None) -> str | None:
 
 def check_ids(**ids: Any) -> None:
     """Check Clean Rooms ids against the API model before a call, with a sentence per problem."""
-    from crq.apimodel import check_shape
+    from crq.spec.apimodel import check_shape
 
     errors = [e for e in check_shape("GetProtectedQueryInput", dict(ids)) if e.field in ids]
     if errors:

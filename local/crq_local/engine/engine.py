@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from crq.apimodel import check_shape, service_model
+from crq.spec.apimodel import check_shape, service_model
 
 from .aws import Clients
 from .config import EngineConfig, load_config

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from crq.apimodel import FieldError
+from crq.spec.apimodel import FieldError
 
 from . import pages, rules
 from .errors import InternalServerException, ResourceNotFoundException, ValidationException

@@ -26,7 +26,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from crq.apimodel import FieldError, service_model
+from crq.spec.apimodel import FieldError, service_model
 
 from .engine import Engine
 from .errors import ApiError, UnknownOperationException, ValidationException

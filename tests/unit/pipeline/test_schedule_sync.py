@@ -15,7 +15,7 @@ from crq.ports import SpecObject
 from crq.schedule_state import ManagedSchedule, ScheduleDeps, SpecState, StateClaimRefused
 from crq.schedule_sync import sync_schedule
 from crq.settings import Settings
-from crq.spec_names import default_name
+from crq.spec.names import default_name
 
 NOW = datetime(2026, 3, 25, 9, 0, tzinfo=UTC)  # a Wednesday
 BUCKET, KEY = "specs-bucket", "specs/weekly.yaml"
