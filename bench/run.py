@@ -76,7 +76,7 @@ _COLD_CRQ = """
 import time; t = time.perf_counter()
 import handlers.track
 # Clients are created on first use; a tick with nothing in flight needs only DynamoDB's.
-handlers.track.pipeline().ledger._client.meta
+handlers.track.collaborators().ledger._client.meta
 print(time.perf_counter() - t)
 """
 _COLD_BASE = """
@@ -249,6 +249,7 @@ def _pipeline_stack(memberships: int = 1) -> Iterator[SimpleNamespace]:
 
     from crq_local import stack
     from crq_local.engine import Engine, Timings
+    from crq_local.engine.inprocess import installed
     from crq_local.sandbox.stack_resources import AwsClients, create_stack
 
     config, ids = _world(memberships)
@@ -266,7 +267,7 @@ def _pipeline_stack(memberships: int = 1) -> Iterator[SimpleNamespace]:
                 published.append(time.monotonic())
 
     try:
-        with mock_aws(), engine.installed():
+        with mock_aws(), installed(engine):
             _atomic_dynamodb()
             setup = boto3.session.Session()  # the bench's own calls are not counted
             clients = AwsClients(
@@ -362,6 +363,8 @@ PREFLIGHT_ONES = (
 
 
 def lifecycle_calls() -> None:
+    from crq_local.engine.testing import wait_until_idle
+
     with _pipeline_stack() as env:
         for path in ("event", "tick"):
             env.calls.clear()
@@ -369,7 +372,7 @@ def lifecycle_calls() -> None:
             started = time.monotonic()
             result = env.start(event, _Context())
             assert result["outcome"] == "started", result
-            assert env.engine.wait_until_idle(30)
+            assert wait_until_idle(env.engine, 30)
             ended = time.monotonic()
             if path == "event":
                 summary = env.track(_status_event(MEMBERSHIP, result["query_id"]), _Context())
@@ -414,7 +417,7 @@ def track_pass() -> None:
     )
 
     from crq.deadline import Deadline
-    from crq.ports import Pipeline
+    from crq.ports import Collaborators
     from crq.settings import Settings
     from crq.tracker import track_in_flight
 
@@ -433,7 +436,7 @@ def track_pass() -> None:
             metrics_namespace="crq",
             track_workers=workers,
         )
-        pipeline = Pipeline(
+        pipeline = Collaborators(
             settings=settings,
             ledger=ledger,
             queries=queries,
@@ -659,7 +662,7 @@ def engine_ratios(repeats: int = 9) -> None:
                     bound=SimpleNamespace(sql=sql, values={}),
                     execution=Execution(),
                 )
-                engine._execute(q)
+                engine.runner.execute(q)
 
             def direct(views: dict[str, str] = views, sql: str = sql) -> None:
                 with duckdb.connect(":memory:", config={"threads": 2}) as con:
@@ -737,6 +740,7 @@ def track_calls(specs: int = 20) -> dict[str, Any]:
 
     from crq_local import stack
     from crq_local.engine import Engine, Timings, load_config
+    from crq_local.engine.inprocess import installed
     from crq_local.sandbox.stack_resources import AwsClients, create_stack
 
     engine = Engine(load_config(ROOT / "examples" / "collaboration.yaml"), timings=Timings.fast())
@@ -750,7 +754,7 @@ def track_calls(specs: int = 20) -> dict[str, Any]:
     engine.handle = counting  # type: ignore[method-assign]
     boto3.DEFAULT_SESSION = None
     try:
-        with mock_aws(), engine.installed():
+        with mock_aws(), installed(engine):
             clients = AwsClients(
                 *(
                     boto3.client(name)
@@ -873,6 +877,8 @@ def preflight_calls(specs: int = 40) -> dict[str, Any]:
 
     from crq_local import stack
     from crq_local.engine import Engine, Timings, load_config
+    from crq_local.engine.inprocess import installed
+    from crq_local.engine.testing import wait_until_idle
     from crq_local.sandbox.stack_resources import AwsClients, create_stack
 
     engine = Engine(load_config(ROOT / "examples" / "collaboration.yaml"), timings=Timings.fast())
@@ -890,7 +896,7 @@ def preflight_calls(specs: int = 40) -> dict[str, Any]:
         "/analysistemplate/3d9a7c15-2e4b-4f68-b0a1-7c5e9d2f1a64"
     )
     try:
-        with mock_aws(), engine.installed():
+        with mock_aws(), installed(engine):
             names = ("s3", "dynamodb", "sns", "sqs", "events", "scheduler", "cloudwatch")
             clients = AwsClients(*(boto3.client(name) for name in names))
             created = create_stack(
@@ -909,8 +915,8 @@ def preflight_calls(specs: int = 40) -> dict[str, Any]:
             clients.s3.create_bucket(Bucket="crq-bench-results")
             from handlers import start, track
 
-            start.pipeline.cache_clear()
-            track.pipeline.cache_clear()
+            start.collaborators.cache_clear()
+            track.collaborators.cache_clear()
             bucket = created.buckets["SpecsBucket"]
             event_template = json.loads((ROOT / "events/start/s3-object-created.json").read_text())
             for i in range(specs):
@@ -940,13 +946,13 @@ def preflight_calls(specs: int = 40) -> dict[str, Any]:
                 start.handler(event, _Context())  # type: ignore[arg-type]
             deadline = time.monotonic() + 120
             while calls["StartProtectedQuery"] < specs and time.monotonic() < deadline:
-                engine.wait_until_idle(10)
+                wait_until_idle(engine, 10)
                 track.handler({"source": "crq.track"}, _Context())  # type: ignore[arg-type]
             if calls["StartProtectedQuery"] < specs:
                 raise SystemExit("bench: the preflight burst did not start every query")
             lookups = sum(
                 p.collaboration.lookups
-                for p in (start.pipeline(), track.pipeline())
+                for p in (start.collaborators(), track.collaborators())
                 if p.collaboration is not None
             )
     finally:

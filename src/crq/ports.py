@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -18,11 +19,27 @@ from crq.metrics import RunMetrics
 from crq.preflight import CollaborationReader
 from crq.settings import Settings
 
-# ProtectedQueryStatus values (botocore cleanrooms 2022-02-17).
-TERMINAL_STATUSES = frozenset({"SUCCESS", "FAILED", "CANCELLED", "TIMED_OUT"})
+
+class QueryStatus(StrEnum):
+    """ProtectedQueryStatus values (botocore cleanrooms 2022-02-17). A query's `status` stays
+    the string Clean Rooms sent (a value added later must not fail a read); compare it with
+    these."""
+
+    SUBMITTED = "SUBMITTED"
+    STARTED = "STARTED"
+    CANCELLING = "CANCELLING"
+    CANCELLED = "CANCELLED"
+    FAILED = "FAILED"
+    SUCCESS = "SUCCESS"
+    TIMED_OUT = "TIMED_OUT"
+
+
+TERMINAL_STATUSES = frozenset(
+    {QueryStatus.SUCCESS, QueryStatus.FAILED, QueryStatus.CANCELLED, QueryStatus.TIMED_OUT}
+)
 # Statuses that hold one of the membership's concurrent-query slots. CANCELLING is counted too:
 # until it is CANCELLED the query may still occupy its slot, and guessing low risks a refusal.
-ACTIVE_STATUSES = frozenset({"SUBMITTED", "STARTED", "CANCELLING"})
+ACTIVE_STATUSES = frozenset({QueryStatus.SUBMITTED, QueryStatus.STARTED, QueryStatus.CANCELLING})
 
 
 class QuerySummary(BaseModel):
@@ -60,7 +77,7 @@ class ProtectedQuery(QuerySummary):
 
 
 class QueryGateway(Protocol):
-    def start_query(self, request: Mapping[str, Any]) -> ProtectedQuery:
+    def start_protected_query(self, request: Mapping[str, Any]) -> ProtectedQuery:
         """StartProtectedQuery, sent once (never retried by the SDK: it has no client token).
         Raises StartDeferred, StartRefused, or the SDK's error when the outcome is unknown."""
         ...
@@ -115,7 +132,7 @@ def utc_now() -> datetime:
 
 
 @dataclass(frozen=True)
-class Pipeline:
+class Collaborators:
     """The collaborators of the start and track use cases, built once per cold start."""
 
     settings: Settings
@@ -127,5 +144,5 @@ class Pipeline:
     metrics: RunMetrics
     clock: Callable[[], datetime] = field(default=utc_now)
     # The Clean Rooms reads of preflight (crq.preflight), cached per container. None: no
-    # preflight (unit tests of other concerns); build_pipeline always wires it.
+    # preflight (unit tests of other concerns); build_collaborators always wires it.
     collaboration: CollaborationReader | None = None

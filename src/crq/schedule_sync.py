@@ -24,12 +24,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from crq.errors import ConfigError, SpecUnreadable
-from crq.events import SpecDeleted, SpecUploaded
 from crq.ports import SpecObject
 from crq.schedule import At, Rate, build_schedule, local_to_utc, parse_expression, zone_of
 from crq.schedule_notice import (
@@ -55,6 +55,7 @@ from crq.settings import Settings
 from crq.spec import Spec, SpecInvalid, load_spec
 from crq.spec.names import default_name
 from crq.spec.safe_load import format_of
+from crq.triggers import SpecDeleted, SpecUploaded
 
 logger = Logger(child=True)
 
@@ -62,16 +63,32 @@ MAX_ROUNDS = 5
 NEXT_FIRES = 3
 
 
+class SyncOutcome(StrEnum):
+    """What a schedule sync came to; the start function returns its value as is."""
+
+    IGNORED = "ignored"  # not a spec of crq's, or a deletion of one that had no schedule
+    UNSCHEDULED = "unscheduled"  # a spec without a schedule, which never had one
+    SET = "set"  # the schedule was created or changed (SCHEDULE_SET published)
+    REMOVED = "removed"  # the schedule was deleted (SCHEDULE_REMOVED published)
+    UNCHANGED = "unchanged"  # already as the spec wants it
+    DUPLICATE = "duplicate"  # this event was applied already
+    STALE = "stale"  # a newer event of the spec was applied already
+    SUPERSEDED = "superseded"  # a newer event of the spec followed this one
+
+
 @dataclass(frozen=True)
 class SyncResult:
-    # ignored | unscheduled | set | removed | unchanged | duplicate | stale | superseded
-    outcome: str
+    outcome: SyncOutcome
     run_now: bool
     schedule: str | None = None
     detail: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {key: value for key, value in asdict(self).items() if value is not None}
+        return {
+            key: str(value) if isinstance(value, SyncOutcome) else value
+            for key, value in asdict(self).items()
+            if value is not None
+        }
 
 
 @dataclass(frozen=True)
@@ -99,7 +116,7 @@ def sync_schedule(change: SpecUploaded | SpecDeleted, deps: ScheduleDeps) -> Syn
     problem = _not_ours(change.bucket, change.key, settings)
     if problem:
         # An upload goes on to the start use case, which says why it ignores it.
-        return SyncResult("ignored", run_now=uploaded, detail=problem)
+        return SyncResult(SyncOutcome.IGNORED, run_now=uploaded, detail=problem)
 
     wanted = _wanted(change, deps)
     sid = state_id(change.bucket, change.key)
@@ -108,26 +125,27 @@ def sync_schedule(change: SpecUploaded | SpecDeleted, deps: ScheduleDeps) -> Syn
     previous = deps.states.get(sid)
     wanted = wanted.keeping_anchor(previous)
 
-    def result(outcome: str, detail: str | None = None) -> SyncResult:
-        return SyncResult(outcome, wanted.run_now, name if outcome != "ignored" else None, detail)
+    def result(outcome: SyncOutcome, detail: str | None = None) -> SyncResult:
+        shown = name if outcome is not SyncOutcome.IGNORED else None
+        return SyncResult(outcome, wanted.run_now, shown, detail)
 
     if previous is not None and previous.applied:
         if previous.sequencer > sequencer:
-            return result("stale")
+            return result(SyncOutcome.STALE)
         if previous.sequencer == sequencer and previous.version_id == change.version_id:
-            return result("duplicate")
+            return result(SyncOutcome.DUPLICATE)
     if wanted.desired is None and (
         previous is None or (previous.desired is None and previous.applied)
     ):
         if not uploaded:
-            return result("ignored", "deleted; it had no schedule")
-        return result("unscheduled")
+            return result(SyncOutcome.IGNORED, "deleted; it had no schedule")
+        return result(SyncOutcome.UNSCHEDULED)
     if (
         wanted.desired is not None
         and isinstance(change, SpecUploaded)
         and not _is_current(change, wanted.obj, deps)
     ):
-        return result("superseded", "a newer version or a deletion followed this upload")
+        return result(SyncOutcome.SUPERSEDED, "a newer version or a deletion followed this upload")
 
     spec_name = wanted.spec.name if wanted.spec else (previous.spec_name if previous else "")
     state = SpecState(
@@ -144,11 +162,12 @@ def sync_schedule(change: SpecUploaded | SpecDeleted, deps: ScheduleDeps) -> Syn
     try:
         deps.states.claim(state)
     except StateClaimRefused as refused:
-        return result("stale" if refused.current.sequencer > sequencer else "duplicate")
+        stale = refused.current.sequencer > sequencer
+        return result(SyncOutcome.STALE if stale else SyncOutcome.DUPLICATE)
 
     if _converge(state, deps).sequencer != state.sequencer:
         logger.info("schedule change overtaken by a later event", extra=_log(state))
-        return result("superseded", "a later event of this spec was applied")
+        return result(SyncOutcome.SUPERSEDED, "a later event of this spec was applied")
 
     outcome = _announce(state, previous, wanted, deps)
     deps.states.mark_applied(state)
@@ -306,16 +325,16 @@ def _apply(state: SpecState, deps: ScheduleDeps) -> None:
 
 def _announce(
     state: SpecState, previous: SpecState | None, wanted: _Wanted, deps: ScheduleDeps
-) -> str:
+) -> SyncOutcome:
     had = previous.desired if previous is not None else None
     if state.desired is None:
         if had is None:
-            return "unchanged"
-        event, outcome = SCHEDULE_REMOVED, "removed"
+            return SyncOutcome.UNCHANGED
+        event, outcome = SCHEDULE_REMOVED, SyncOutcome.REMOVED
     elif previous is not None and previous.applied and had == state.desired:
-        return "unchanged"
+        return SyncOutcome.UNCHANGED
     else:
-        event, outcome = SCHEDULE_SET, "set"
+        event, outcome = SCHEDULE_SET, SyncOutcome.SET
     now = deps.clock()
     shown = state.desired or had
     assert shown is not None

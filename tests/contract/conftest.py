@@ -33,13 +33,14 @@ from pipeline_fakes import (  # noqa: E402
     FakeSpecs,
 )
 
-from crq.adapters import build_pipeline, cleanrooms  # noqa: E402
+from crq.adapters import build_collaborators, cleanrooms  # noqa: E402
 from crq.adapters.cleanrooms import CleanRoomsGateway  # noqa: E402
 from crq.adapters.dynamodb import DynamoLedger  # noqa: E402
 from crq.adapters.sns import SnsPublisher  # noqa: E402
 from crq.ledger import Ledger  # noqa: E402
-from crq.ports import Pipeline  # noqa: E402
+from crq.ports import Collaborators  # noqa: E402
 from crq.settings import Settings  # noqa: E402
+from crq_local.engine.testing import release, wait_until_idle  # noqa: E402
 
 
 def _integration_fixtures() -> Any:
@@ -61,17 +62,17 @@ IMPLEMENTATIONS = ["fake", "moto"]
 
 
 @pytest.fixture
-def wired(pipeline_stack: Any) -> Pipeline:
+def wired(pipeline_stack: Any) -> Collaborators:
     """The real adapters, wired as the functions wire them (lazy clients, retry settings,
     hooks), on the stack's resources."""
-    return build_pipeline(Settings.from_env(), Metrics(namespace="crq", service="crq"))
+    return build_collaborators(Settings.from_env(), Metrics(namespace="crq", service="crq"))
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
 def ledger(request: pytest.FixtureRequest) -> Ledger:
     if request.param == "fake":
         return FakeLedger()
-    real: Pipeline = request.getfixturevalue("wired")
+    real: Collaborators = request.getfixturevalue("wired")
     assert isinstance(real.ledger, DynamoLedger)
     return real.ledger
 
@@ -82,7 +83,7 @@ def specs(request: pytest.FixtureRequest) -> Specs:
         fake = FakeSpecs()
         return Specs(store=fake, bucket=BUCKET, put=lambda key, data: fake.put(key, data))
     stack = request.getfixturevalue("pipeline_stack")
-    real: Pipeline = request.getfixturevalue("wired")
+    real: Collaborators = request.getfixturevalue("wired")
 
     def put(key: str, data: bytes) -> str:
         return str(stack.s3.put_object(Bucket=stack.specs_bucket, Key=key, Body=data)["VersionId"])
@@ -98,7 +99,7 @@ def clean_rooms(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         def start_failing_fake(
             request: dict[str, Any], code: str, message: str, retryable: bool
         ) -> str:
-            query_id = fake.start_query(request).id
+            query_id = fake.start_protected_query(request).id
             error = {"code": code, "message": message, "retryable": retryable}
             fake.end(query_id, "FAILED", error=error)
             return query_id
@@ -113,10 +114,10 @@ def clean_rooms(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     gateway = request.getfixturevalue("wired").queries
     assert isinstance(gateway, CleanRoomsGateway)
 
-    # The engine's test controls (crq_local.engine); queries end by themselves, held ones
+    # The engine's test controls (crq_local.engine.testing); queries end by themselves, held ones
     # (`-- crq-fault: hold`) once released.
     def finish(query_id: str) -> None:
-        engine.release(query_id)
+        release(engine, query_id)
         deadline = time.monotonic() + 10
         while not gateway.get_query(MEMBERSHIP, query_id).ended:
             assert time.monotonic() < deadline, f"query {query_id} did not end"
@@ -127,8 +128,8 @@ def clean_rooms(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         flag = "true" if retryable else "false"
         hint = f'-- crq-fault: fail code={code} message="{message}" retryable={flag}'
         failing = {**request, "sqlParameters": {"queryString": f"{sql}\n{hint}"}}
-        query_id = gateway.start_query(failing).id
-        assert engine.wait_until_idle(10)
+        query_id = gateway.start_protected_query(failing).id
+        assert wait_until_idle(engine, 10)
         return query_id
 
     return CleanRooms(
@@ -147,7 +148,7 @@ def topic(request: pytest.FixtureRequest) -> Iterator[Topic]:
         yield Topic(publisher=fake, received=lambda _: fake.received(), unreachable=failing)
         return
     stack = request.getfixturevalue("pipeline_stack")
-    real: Pipeline = request.getfixturevalue("wired")
+    real: Collaborators = request.getfixturevalue("wired")
     sns = boto3.client("sns")
     topic_arn = stack.environment["CRQ_TOPIC_ARN"]
 

@@ -35,7 +35,7 @@ def held() -> dict[str, Any]:
 
 def test_a_started_query_is_submitted_listed_and_got(clean_rooms: CleanRooms) -> None:
     gateway = clean_rooms.gateway
-    started = gateway.start_query(held())
+    started = gateway.start_protected_query(held())
     assert (started.status, started.membership_id) == ("SUBMITTED", MEMBERSHIP)
     assert started.membership_arn.endswith(f":membership/{MEMBERSHIP}")
     assert not started.ended
@@ -48,7 +48,7 @@ def test_a_started_query_is_submitted_listed_and_got(clean_rooms: CleanRooms) ->
 
 
 def test_a_finished_query_has_its_results_and_statistics(clean_rooms: CleanRooms) -> None:
-    query_id = clean_rooms.gateway.start_query(request()).id
+    query_id = clean_rooms.gateway.start_protected_query(request()).id
     clean_rooms.finish(query_id)
     got = clean_rooms.gateway.get_query(MEMBERSHIP, query_id)
     assert got.status == "SUCCESS" and got.ended
@@ -80,7 +80,7 @@ def test_queries_are_listed_newest_first_paging_only_as_far_back_as_asked(
     gateway = clean_rooms.gateway
     ids = []
     for _ in range(5):
-        ids.append(gateway.start_query(request()).id)
+        ids.append(gateway.start_protected_query(request()).id)
         clean_rooms.finish(ids[-1])
     clean_rooms.page_size(2)
     # Without a bound: one page, the newest
@@ -99,14 +99,14 @@ def test_an_unknown_query_is_not_found(clean_rooms: CleanRooms) -> None:
 
 
 def test_a_running_query_is_cancelled(clean_rooms: CleanRooms) -> None:
-    query_id = clean_rooms.gateway.start_query(held()).id
+    query_id = clean_rooms.gateway.start_protected_query(held()).id
     clean_rooms.gateway.cancel_query(MEMBERSHIP, query_id)
     status = clean_rooms.gateway.get_query(MEMBERSHIP, query_id).status
     assert status in ("CANCELLING", "CANCELLED")
 
 
 def test_an_ended_query_cannot_be_cancelled(clean_rooms: CleanRooms) -> None:
-    query_id = clean_rooms.gateway.start_query(request()).id
+    query_id = clean_rooms.gateway.start_protected_query(request()).id
     clean_rooms.finish(query_id)
     with pytest.raises(QueryAlreadyEnded):
         clean_rooms.gateway.cancel_query(MEMBERSHIP, query_id)
@@ -115,18 +115,18 @@ def test_an_ended_query_cannot_be_cancelled(clean_rooms: CleanRooms) -> None:
 
 def test_the_sixth_running_query_of_a_membership_is_deferred(clean_rooms: CleanRooms) -> None:
     gateway = clean_rooms.gateway
-    running = [gateway.start_query(held()).id for _ in range(5)]
+    running = [gateway.start_protected_query(held()).id for _ in range(5)]
     with pytest.raises(StartDeferred) as deferred:
-        gateway.start_query(held())
+        gateway.start_protected_query(held())
     assert deferred.value.code == StartDeferred.QUOTA
     assert len(gateway.list_queries(MEMBERSHIP, None)) == 5  # nothing started
     # Once one has ended, there is room again
     clean_rooms.finish(running[0])
-    assert gateway.start_query(request()).status == "SUBMITTED"
+    assert gateway.start_protected_query(request()).status == "SUBMITTED"
 
 
 def test_a_start_in_a_membership_crq_is_not_part_of_is_refused(clean_rooms: CleanRooms) -> None:
     stranger = "00000000-0000-4000-8000-000000000000"
     with pytest.raises(StartRefused):
-        clean_rooms.gateway.start_query(request(membershipIdentifier=stranger))
+        clean_rooms.gateway.start_protected_query(request(membershipIdentifier=stranger))
     assert clean_rooms.gateway.list_queries(MEMBERSHIP, None) == []

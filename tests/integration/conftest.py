@@ -32,6 +32,8 @@ from moto import mock_aws
 
 from crq_local import stack
 from crq_local.engine import Engine, EngineConfig, Timings, load_config
+from crq_local.engine.inprocess import installed
+from crq_local.engine.testing import wait_until_idle
 from crq_local.sandbox.stack_resources import (
     AwsClients,
     create_bucket,
@@ -249,12 +251,12 @@ def pipeline_stack(
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     engine = Engine(collaboration, timings=Timings.fast())
     try:
-        with mock_aws(), engine.installed():
+        with mock_aws(), installed(engine):
             built = _create_stack(engine)
             for name, value in built.environment.items():
                 monkeypatch.setenv(name, value)
             yield built
-            engine.wait_until_idle(5)
+            wait_until_idle(engine, 5)
     finally:
         engine.shutdown()
 
@@ -274,8 +276,8 @@ class Functions:
 def functions(pipeline_stack: PipelineStack) -> Iterator[Functions]:
     from handlers import start, track
 
-    start.pipeline.cache_clear()
-    track.pipeline.cache_clear()
+    start.collaborators.cache_clear()
+    track.collaborators.cache_clear()
 
     def invoke_start(event: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = start.handler(event, LambdaContext("crq-test-StartFunction"))  # type: ignore[arg-type]
@@ -288,8 +290,8 @@ def functions(pipeline_stack: PipelineStack) -> Iterator[Functions]:
     try:
         yield Functions(invoke_start, invoke_track)
     finally:
-        start.pipeline.cache_clear()
-        track.pipeline.cache_clear()
+        start.collaborators.cache_clear()
+        track.collaborators.cache_clear()
 
 
 class RecordsEverything(logging.Handler):

@@ -31,6 +31,7 @@ from crq.ledger import (
     RunState,
     TriggerType,
 )
+from crq_local.engine.testing import forget, throttle, wait_until_idle
 
 MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
@@ -213,9 +214,9 @@ def request(sql: str = "SELECT channel FROM impressions", **extra: Any) -> dict[
 def test_the_gateway_starts_lists_and_gets_queries(
     gateway: CleanRoomsGateway, pipeline_stack: Any
 ) -> None:
-    started = gateway.start_query(request())
+    started = gateway.start_protected_query(request())
     assert started.status == "SUBMITTED" and started.membership_id == MEMBERSHIP
-    assert pipeline_stack.engine.wait_until_idle(10)
+    assert wait_until_idle(pipeline_stack.engine, 10)
     [listed] = gateway.list_queries(MEMBERSHIP, None)
     assert listed.id == started.id and listed.ended
     got = gateway.get_query(MEMBERSHIP, started.id)
@@ -230,8 +231,8 @@ def test_the_gateway_pages_only_as_far_back_as_needed(
 
     ids = []
     for _ in range(5):
-        ids.append(gateway.start_query(request()).id)
-        assert pipeline_stack.engine.wait_until_idle(10)
+        ids.append(gateway.start_protected_query(request()).id)
+        assert wait_until_idle(pipeline_stack.engine, 10)
     calls: list[str] = []
     gateway._client.meta.events.register(
         "before-call.cleanrooms.ListProtectedQueries", lambda **_: calls.append("list")
@@ -251,38 +252,42 @@ def test_the_gateway_pages_only_as_far_back_as_needed(
 
 def test_start_errors_become_domain_errors(gateway: CleanRoomsGateway, pipeline_stack: Any) -> None:
     with pytest.raises(StartRefused) as refused:
-        gateway.start_query(request(membershipIdentifier="00000000-0000-4000-8000-000000000000"))
+        gateway.start_protected_query(
+            request(membershipIdentifier="00000000-0000-4000-8000-000000000000")
+        )
     assert refused.value.code.startswith(
         ("ResourceNotFoundException", "AccessDeniedException", "ValidationException")
     )
-    pipeline_stack.engine.throttle(requests=1, seconds=60, operations=["StartProtectedQuery"])
+    throttle(pipeline_stack.engine, requests=1, seconds=60, operations=["StartProtectedQuery"])
     with pytest.raises(StartDeferred) as deferred:
-        gateway.start_query(request())
+        gateway.start_protected_query(request())
     assert deferred.value.code == StartDeferred.THROTTLED
 
 
 def test_the_sixth_query_of_a_membership_is_deferred(gateway: CleanRoomsGateway) -> None:
     held = "SELECT channel FROM impressions -- crq-fault: hold"
     for _ in range(5):
-        gateway.start_query(request(held))
+        gateway.start_protected_query(request(held))
     with pytest.raises(StartDeferred) as deferred:
-        gateway.start_query(request(held))
+        gateway.start_protected_query(request(held))
     assert deferred.value.code == StartDeferred.QUOTA
 
 
 def test_get_and_cancel_errors_become_domain_errors(
     gateway: CleanRoomsGateway, pipeline_stack: Any
 ) -> None:
-    done = gateway.start_query(request())
-    assert pipeline_stack.engine.wait_until_idle(10)
+    done = gateway.start_protected_query(request())
+    assert wait_until_idle(pipeline_stack.engine, 10)
     with pytest.raises(QueryAlreadyEnded):
         gateway.cancel_query(MEMBERSHIP, done.id)
-    pipeline_stack.engine.forget(done.id)
+    forget(pipeline_stack.engine, done.id)
     with pytest.raises(QueryNotFound):
         gateway.get_query(MEMBERSHIP, done.id)
-    held = gateway.start_query(request("SELECT channel FROM impressions -- crq-fault: hold"))
+    held = gateway.start_protected_query(
+        request("SELECT channel FROM impressions -- crq-fault: hold")
+    )
     gateway.cancel_query(MEMBERSHIP, held.id)
-    assert pipeline_stack.engine.wait_until_idle(10)
+    assert wait_until_idle(pipeline_stack.engine, 10)
     assert gateway.get_query(MEMBERSHIP, held.id).status == "CANCELLED"
 
 

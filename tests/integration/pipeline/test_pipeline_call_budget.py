@@ -15,6 +15,8 @@ from typing import Any
 import boto3
 import pytest
 
+from crq_local.engine.testing import wait_until_idle
+
 MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"
 SPEC = f"""\
 membershipIdentifier: {MEMBERSHIP}
@@ -43,7 +45,7 @@ def calls(functions: Any) -> Iterator[Counter[str]]:
     """Every AWS call the functions make (their clients share boto3's default session)."""
     from handlers import start
 
-    start.pipeline()  # the default session exists once a pipeline is built
+    start.collaborators()  # the default session exists once a pipeline is built
     session = boto3.DEFAULT_SESSION
     assert session is not None
     counted: Counter[str] = Counter()
@@ -74,7 +76,7 @@ def test_a_run_costs_twelve_calls_and_its_spec_two_more_from_upload_to_notificat
     # When it starts, its query ends and the status event reaches the track function
     started = functions.start(event)
     assert started["outcome"] == "started"
-    assert pipeline_stack.engine.wait_until_idle(10)
+    assert wait_until_idle(pipeline_stack.engine, 10)
     [status] = pipeline_stack.status_events()
     assert functions.track(status)["notified"] == 1
 

@@ -20,9 +20,10 @@ import pytest
 from botocore.exceptions import ClientError
 from reliability_support import TICK, Clock, FailingPublish, bodies, crq_session, sql_spec
 
-from crq import notifier
+from crq import delivery
 from crq.adapters.dynamodb import DynamoLedger
 from crq.ledger import NotifyState, Run
+from crq_local.engine.testing import wait_until_idle
 
 TRACKERS = 2
 
@@ -36,7 +37,7 @@ def ended_unnotified(functions: Any, clock: Clock) -> None:
     """A run whose end is recorded, and whose notification is not published: the function
     stopped right after recording the end (which claims the notification in the same write),
     and the claim's lease has passed."""
-    original = notifier.publish_claimed
+    original = delivery.publish_claimed
     stop = [RuntimeError("the function stopped (injected)")]
 
     def publish_claimed(run: Run, pipeline: Any) -> Run:
@@ -44,11 +45,11 @@ def ended_unnotified(functions: Any, clock: Clock) -> None:
             raise stop.pop()
         return original(run, pipeline)
 
-    # The use cases hold their own references to `publish_claimed`.
-    from crq import starter
+    # The lifecycle holds its own reference to `publish_claimed`.
+    from crq import lifecycle
 
     with pytest.MonkeyPatch.context() as patch:
-        for module in (notifier, starter):
+        for module in (delivery, lifecycle):
             patch.setattr(module, "publish_claimed", publish_claimed)
         with pytest.raises(Exception, match="RuntimeError"):
             functions.track(TICK)
@@ -85,7 +86,7 @@ def test_the_tick_and_the_status_event_racing_publish_once(
 ) -> None:
     # Given a run whose query has ended, and its status event on its way to the track function
     functions.start(pipeline_stack.upload("specs/raced.yaml", sql_spec("raced")))
-    assert pipeline_stack.engine.wait_until_idle(10)
+    assert wait_until_idle(pipeline_stack.engine, 10)
     event = status_event_of(pipeline_stack)
     if both_see == "an end not yet notified":
         ended_unnotified(functions, clock)
@@ -113,7 +114,7 @@ def test_a_failed_publish_is_published_again_after_the_lease_with_the_same_id(
     crq_session().events.register("before-parameter-build.sns.Publish", failing)
     # Given a run that ends while SNS is unreachable
     functions.start(pipeline_stack.upload("specs/quiet-sns.yaml", sql_spec("quiet-sns")))
-    assert pipeline_stack.engine.wait_until_idle(10)
+    assert wait_until_idle(pipeline_stack.engine, 10)
     functions.track(status_event_of(pipeline_stack))  # returns normally: the claim stays
     [attempt] = failing.attempted
     [item] = pipeline_stack.items()
@@ -149,7 +150,7 @@ def test_a_function_stopped_after_publishing_republishes_the_same_notification(
 
     monkeypatch.setattr(DynamoLedger, "save", save)
     functions.start(pipeline_stack.upload("specs/stopped.yaml", sql_spec("stopped")))
-    assert pipeline_stack.engine.wait_until_idle(10)
+    assert wait_until_idle(pipeline_stack.engine, 10)
     with pytest.raises(ClientError):
         functions.track(status_event_of(pipeline_stack))
     [first] = pipeline_stack.notifications(1)

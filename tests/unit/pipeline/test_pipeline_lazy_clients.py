@@ -11,7 +11,7 @@ import pytest
 from aws_lambda_powertools import Metrics
 from pipeline_fakes import settings
 
-from crq.adapters import build_pipeline, lazy
+from crq.adapters import build_collaborators, lazy
 
 
 class Client:
@@ -65,7 +65,7 @@ def test_wiring_makes_no_client_until_an_adapter_calls_aws(
 
     monkeypatch.setattr(session, "client", client)
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
-    wired = build_pipeline(settings(), Metrics(namespace="crq", service="crq"))
+    wired = build_collaborators(settings(), Metrics(namespace="crq", service="crq"))
     assert services == []
     # A track tick with nothing in flight reads the ledger: DynamoDB's client, and no other
     assert wired.ledger._client.meta.service_model.service_name == "dynamodb"  # type: ignore[attr-defined]
