@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 import json
+import sys
 import threading
 import time
 import traceback
@@ -25,6 +27,37 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 Handler = Callable[[Any, Any], Any]
+
+
+class _FunctionStdout(io.TextIOBase):
+    """A function's stdout: the log of the runtime invoking it now, else the process's stdout.
+
+    A handler module binds the stream it logs to when it is imported (Powertools' `Logger()`
+    keeps `sys.stdout`), and a module is imported once per process while sandboxes come and go
+    (tests start several). Bound to this one object, a handler never writes to a closed log."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: TextIO | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def _target(self) -> TextIO | None:
+        log = self.log
+        return log if log is not None and not log.closed else sys.__stdout__
+
+    def write(self, text: str) -> int:
+        target = self._target()
+        return target.write(text) if target is not None else len(text)
+
+    def flush(self) -> None:
+        target = self._target()
+        if target is not None:
+            target.flush()
+
+
+FUNCTION_STDOUT = _FunctionStdout()
 
 
 @dataclass(frozen=True)
@@ -132,7 +165,8 @@ class LambdaRuntime:
             context = LambdaContext(function)
             env = {**function.environment, **lambda_environment(function)}
             started = time.monotonic()
-            with contextlib.redirect_stdout(self.log), contextlib.redirect_stderr(self.log):
+            FUNCTION_STDOUT.log = self.log
+            with contextlib.redirect_stdout(FUNCTION_STDOUT), contextlib.redirect_stderr(self.log):
                 try:
                     handler = self._handlers.get(logical_id)
                     if handler is None:
