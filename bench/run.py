@@ -183,6 +183,9 @@ class _Context:
 
 
 def _aws_env() -> None:
+    """The process's AWS settings, set once by main() before any thread starts (changing the
+    environment while threads run can crash glibc's getenv); the functions' own variables are
+    passed to handler_for, never put in os.environ."""
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CLEANROOMS"):
         os.environ.pop(name, None)
     os.environ.update(
@@ -196,13 +199,16 @@ def _aws_env() -> None:
     )
 
 
-def _atomic_dynamodb() -> None:
-    """DynamoDB applies each request atomically; moto in-process does not across threads."""
+@contextlib.contextmanager
+def _atomic_dynamodb() -> Iterator[None]:
+    """DynamoDB applies each request atomically; moto in-process does not across threads.
+    Restored on exit, so stacks built one after another do not wrap moto again and again."""
     from moto.dynamodb.models import DynamoDBBackend
 
     lock = threading.RLock()
-    for name in ("put_item", "update_item", "delete_item", "get_item", "query", "scan"):
-        original = getattr(DynamoDBBackend, name)
+    names = ("put_item", "update_item", "delete_item", "get_item", "query", "scan")
+    originals = {name: getattr(DynamoDBBackend, name) for name in names}
+    for name, original in originals.items():
 
         @functools.wraps(original)
         def atomic(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
@@ -210,6 +216,11 @@ def _atomic_dynamodb() -> None:
                 return _original(self, *args, **kwargs)
 
         setattr(DynamoDBBackend, name, atomic)
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(DynamoDBBackend, name, original)
 
 
 def _world(memberships: int) -> Any:
@@ -243,7 +254,6 @@ def _world(memberships: int) -> Any:
 def _pipeline_stack(memberships: int = 1) -> Iterator[SimpleNamespace]:
     """moto + the local engine + the template's stack; the handlers built from the functions'
     environment (handler_for), and every AWS call they make counted."""
-    _aws_env()
     import boto3
     from moto import mock_aws
 
@@ -266,8 +276,7 @@ def _pipeline_stack(memberships: int = 1) -> Iterator[SimpleNamespace]:
                 published.append(time.monotonic())
 
     try:
-        with mock_aws(), engine.installed():
-            _atomic_dynamodb()
+        with mock_aws(), engine.installed(), _atomic_dynamodb():
             setup = boto3.session.Session()  # the bench's own calls are not counted
             clients = AwsClients(
                 *(
@@ -731,110 +740,36 @@ def _per_call(fn: Callable[[], None], repeats: int) -> float:
 
 
 def track_calls(specs: int = 20) -> dict[str, Any]:
-    _aws_env()
-    import boto3
-    from moto import mock_aws
-
-    from crq_local import stack
-    from crq_local.engine import Engine, Timings, load_config
-    from crq_local.sandbox.stack_resources import AwsClients, create_stack
-
-    engine = Engine(load_config(ROOT / "examples" / "collaboration.yaml"), timings=Timings.fast())
-    calls: Counter[str] = Counter()
-    handle = engine.handle
-
-    def counting(operation: str, params: dict[str, Any]) -> dict[str, Any]:
-        calls[operation] += 1
-        return handle(operation, params)
-
-    engine.handle = counting  # type: ignore[method-assign]
-    boto3.DEFAULT_SESSION = None
-    try:
-        with mock_aws(), engine.installed():
-            clients = AwsClients(
-                *(
-                    boto3.client(name)
-                    for name in (
-                        "s3",
-                        "dynamodb",
-                        "sns",
-                        "sqs",
-                        "events",
-                        "scheduler",
-                        "cloudwatch",
-                    )
-                )
-            )
-            created = create_stack(
-                stack.load_template(),
-                clients,
-                stack_name="crq-bench",
-                region=REGION,
-                account_id=ACCOUNT,
-                parameters={
-                    "MembershipIds": [MEMBERSHIP],
-                    "ResultBucketNames": ["crq-bench-results"],
-                },
-            )
-            os.environ.update(created.functions["StartFunction"].environment)
-            os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"  # the numbers, not the logs
-            clients.s3.create_bucket(Bucket="crq-bench-results")
-            from handlers import start, track
-
-            bucket = created.buckets["SpecsBucket"]
-            template = json.loads((ROOT / "events/start/s3-object-created.json").read_text())
-            for i in range(specs):
-                body = (
-                    f"membershipIdentifier: {MEMBERSHIP}\n"
-                    "sqlParameters:\n"
-                    "  queryString: |\n"
-                    "    -- crq-fault: slow=2s\n"
-                    f"    SELECT channel, COUNT(*) AS n, {i} AS spec FROM impressions GROUP BY channel\n"
-                    "resultConfiguration:\n"
-                    "  outputConfiguration:\n"
-                    "    s3: {resultFormat: CSV, bucket: crq-bench-results, keyPrefix: bench}\n"
-                )
-                key = f"specs/bench-{i:02d}.yaml"
-                put = clients.s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
-                event = json.loads(json.dumps(template))
-                event["detail"]["bucket"]["name"] = bucket
-                event["detail"]["object"].update(
-                    key=key, size=len(body), etag=put["ETag"].strip('"')
-                )
-                event["detail"]["object"]["version-id"] = put["VersionId"]
-                start.handler(event, _Context())  # type: ignore[arg-type]
-
-            table = created.tables["RunsTable"]
-            naive_gets = ticks = 0
-            tracking = Counter[str]()
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                items = clients.dynamodb.scan(TableName=table)["Items"]
-                if all(item.get("notifyState", {}).get("S") == "SENT" for item in items):
-                    break
-                # A naive tracker Gets every query it knows is running, on every tick.
-                naive_gets += sum(1 for item in items if item["state"]["S"] == "RUNNING")
-                before = calls.copy()
-                track.handler({"source": "crq.track"}, _Context())  # type: ignore[arg-type]
-                tracking.update(
-                    {
-                        op: calls[op] - before[op]
-                        for op in ("ListProtectedQueries", "GetProtectedQuery")
-                    }
-                )
-                ticks += 1
-                time.sleep(0.2)
-            else:
-                raise SystemExit("bench: runs did not all end within 120 s")
-    finally:
-        engine.shutdown()
+    """List/Get per tick for `specs` uploads at once, against a naive poller's Gets."""
+    with _pipeline_stack() as env:
+        for i in range(specs):
+            event = _upload_event(env, f"specs/bench-{i:02d}.yaml", _spec(i, MEMBERSHIP, 2))
+            env.start(event, _Context())
+        naive_gets = ticks = 0
+        tracking = Counter[str]()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            items = env.clients.dynamodb.scan(TableName=env.table)["Items"]
+            runs = [item for item in items if "state" in item]  # not spec records, name claims
+            if all(item.get("notifyState", {}).get("S") == "SENT" for item in runs):
+                break
+            # A naive tracker Gets every query it knows is running, on every tick.
+            naive_gets += sum(1 for item in runs if item["state"]["S"] == "RUNNING")
+            before = env.calls.copy()
+            env.track({"source": "crq.track"}, _Context())
+            tracking.update({op: env.calls[op] - before[op] for op in TRACKER_READS})
+            ticks += 1
+            time.sleep(0.2)
+        else:
+            raise SystemExit("bench: runs did not all end within 120 s")
+        starts = env.calls["cleanrooms.StartProtectedQuery"]
     crq_calls = sum(tracking.values())
     return {
         "specs": specs,
         "ticks": ticks,
-        "starts": calls["StartProtectedQuery"],
-        "crq_list": tracking["ListProtectedQueries"],
-        "crq_get": tracking["GetProtectedQuery"],
+        "starts": starts,
+        "crq_list": tracking["cleanrooms.ListProtectedQueries"],
+        "crq_get": tracking["cleanrooms.GetProtectedQuery"],
         "naive_get": naive_gets,
         "ratio": naive_gets / crq_calls if crq_calls else float("nan"),
     }
@@ -853,66 +788,31 @@ def track_list_get() -> None:
 # ---------------------------------------------------------------- 9. preflight (issue 9)
 
 
-PREFLIGHT_READS = (
-    "GetMembership",
-    "GetAnalysisTemplate",
-    "GetCollaborationAnalysisTemplate",
-    "ListMembers",
-)
-
-
 def preflight_calls(specs: int = 40) -> dict[str, Any]:
     """Clean Rooms reads preflight makes per started query, amortised over a burst.
 
     `specs` uploads at once (half run an analysis template, half send results to a member, so
     every kind of read is needed), started by the start function and, past the membership's
     five slots, by the track function: two containers, each with its own cache."""
-    _aws_env()
-    import boto3
-    from moto import mock_aws
+    from crq.preflight import CachedReader
 
-    from crq_local import stack
-    from crq_local.engine import Engine, Timings, load_config
-    from crq_local.sandbox.stack_resources import AwsClients, create_stack
-
-    engine = Engine(load_config(ROOT / "examples" / "collaboration.yaml"), timings=Timings.fast())
-    calls: Counter[str] = Counter()
-    handle = engine.handle
-
-    def counting(operation: str, params: dict[str, Any]) -> dict[str, Any]:
-        calls[operation] += 1
-        return handle(operation, params)
-
-    engine.handle = counting  # type: ignore[method-assign]
-    boto3.DEFAULT_SESSION = None
     template_arn = (
         f"arn:aws:cleanrooms:{REGION}:111111111111:membership/{MEMBERSHIP}"
         "/analysistemplate/3d9a7c15-2e4b-4f68-b0a1-7c5e9d2f1a64"
     )
-    try:
-        with mock_aws(), engine.installed():
-            names = ("s3", "dynamodb", "sns", "sqs", "events", "scheduler", "cloudwatch")
-            clients = AwsClients(*(boto3.client(name) for name in names))
-            created = create_stack(
-                stack.load_template(),
-                clients,
-                stack_name="crq-bench-preflight",
-                region=REGION,
-                account_id=ACCOUNT,
-                parameters={
-                    "MembershipIds": [MEMBERSHIP],
-                    "ResultBucketNames": ["crq-bench-results"],
-                },
-            )
-            os.environ.update(created.functions["StartFunction"].environment)
-            os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
-            clients.s3.create_bucket(Bucket="crq-bench-results")
-            from handlers import start, track
+    # Reads asked of the caches (what an uncached preflight would have made), both functions'.
+    lookups = Counter[str]()
+    lock = threading.Lock()
+    cached = CachedReader._cached
 
-            start.pipeline.cache_clear()
-            track.pipeline.cache_clear()
-            bucket = created.buckets["SpecsBucket"]
-            event_template = json.loads((ROOT / "events/start/s3-object-created.json").read_text())
+    def counting(self: Any, key: Any, read: Any) -> Any:
+        with lock:
+            lookups["asked"] += 1
+        return cached(self, key, read)
+
+    CachedReader._cached = counting  # type: ignore[method-assign]
+    try:
+        with _pipeline_stack() as env:
             for i in range(specs):
                 if i % 2:
                     body = (
@@ -929,37 +829,26 @@ def preflight_calls(specs: int = 40) -> dict[str, Any]:
                         "resultConfiguration:\n  outputConfiguration:\n"
                         "    member: {accountId: '222222222222'}\n"
                     )
-                key = f"specs/preflight-{i:02d}.yaml"
-                put = clients.s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
-                event = json.loads(json.dumps(event_template))
-                event["detail"]["bucket"]["name"] = bucket
-                event["detail"]["object"].update(
-                    key=key, size=len(body), etag=put["ETag"].strip('"')
-                )
-                event["detail"]["object"]["version-id"] = put["VersionId"]
-                start.handler(event, _Context())  # type: ignore[arg-type]
+                env.start(_upload_event(env, f"specs/preflight-{i:02d}.yaml", body), _Context())
             deadline = time.monotonic() + 120
-            while calls["StartProtectedQuery"] < specs and time.monotonic() < deadline:
-                engine.wait_until_idle(10)
-                track.handler({"source": "crq.track"}, _Context())  # type: ignore[arg-type]
-            if calls["StartProtectedQuery"] < specs:
+            started = "cleanrooms.StartProtectedQuery"
+            while env.calls[started] < specs and time.monotonic() < deadline:
+                env.engine.wait_until_idle(10)
+                env.track({"source": "crq.track"}, _Context())
+            if env.calls[started] < specs:
                 raise SystemExit("bench: the preflight burst did not start every query")
-            lookups = sum(
-                p.collaboration.lookups
-                for p in (start.pipeline(), track.pipeline())
-                if p.collaboration is not None
-            )
+            calls = env.calls.copy()
     finally:
-        engine.shutdown()
-    reads = sum(calls[op] for op in PREFLIGHT_READS)
-    starts = calls["StartProtectedQuery"]
+        CachedReader._cached = cached  # type: ignore[method-assign]
+    reads = sum(calls[op] for op in PREFLIGHT_ONES)
+    starts = calls[started]
     return {
         "specs": specs,
         "starts": starts,
         "reads": reads,
-        "by_operation": {op: calls[op] for op in PREFLIGHT_READS if calls[op]},
+        "by_operation": {op.split(".")[1]: calls[op] for op in PREFLIGHT_ONES if calls[op]},
         "per_start": reads / starts,
-        "uncached_per_start": lookups / starts,
+        "uncached_per_start": lookups["asked"] / starts,
     }
 
 
@@ -974,6 +863,7 @@ def preflight_reads() -> None:
 
 
 def main() -> None:
+    _aws_env()
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     sections = {
         "cold": cold_start,
