@@ -43,8 +43,8 @@ class SlowLedger:
         self.rows: dict[str, Run] = {}
         self._lock = threading.Lock()
 
-    def create(self, run: Run) -> Run | None:
-        self.calls("dynamodb.PutItem")
+    def create(self, run: Run, *, claim_name: str | None = None) -> Run | None:
+        self.calls("dynamodb.TransactWriteItems" if claim_name else "dynamodb.PutItem")
         with self._lock:
             if run.run_id in self.rows:
                 return None

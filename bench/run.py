@@ -206,7 +206,15 @@ def _atomic_dynamodb() -> Iterator[None]:
     from moto.dynamodb.models import DynamoDBBackend
 
     lock = threading.RLock()
-    names = ("put_item", "update_item", "delete_item", "get_item", "query", "scan")
+    names = (
+        "put_item",
+        "update_item",
+        "delete_item",
+        "get_item",
+        "query",
+        "scan",
+        "transact_write_items",
+    )
     originals = {name: getattr(DynamoDBBackend, name) for name in names}
     for name, original in originals.items():
 

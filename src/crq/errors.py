@@ -34,6 +34,16 @@ class StaleRun(CrqError):
         self.revision = revision
 
 
+class NameClaimed(CrqError):
+    """A run created with its spec's name claim was not created: another spec key holds the name
+    (crq.spec_names decides whether that key still uses it)."""
+
+    def __init__(self, name: str, owner: str) -> None:
+        super().__init__(f"spec name {name!r} is held by {owner}")
+        self.name = name
+        self.owner = owner
+
+
 class SpecUnreadable(CrqError):
     """The spec object cannot be read (missing, deleted version, access denied, too large)."""
 

@@ -111,6 +111,9 @@ ADAPTER_SERVICES = {
     "sns.py": ("sns", "sns"),
     "scheduler.py": ("scheduler", "scheduler"),
 }
+# DynamoDB authorises a transaction by the actions inside it; DynamoLedger's transactions
+# hold conditional puts only (a run and its spec's name claim).
+DYNAMODB_ACTIONS = {"TransactWriteItems": {"dynamodb:PutItem"}}
 # boto3 operations whose IAM action is not simply prefix:OperationName.
 S3_ACTIONS = {
     "GetObject": {"s3:GetObject", "s3:GetObjectVersion"},  # VersionId needs GetObjectVersion
@@ -607,6 +610,7 @@ def adapter_actions() -> dict[str, set[str]]:
         for name in names & set(operations):
             operation = operations[name]
             actions = S3_ACTIONS.get(operation) if prefix == "s3" else None
+            actions = DYNAMODB_ACTIONS.get(operation, actions) if prefix == "dynamodb" else actions
             if prefix == "s3" and actions is None:
                 pytest.fail(f"{filename} calls {operation}: add its IAM actions to S3_ACTIONS")
             for action in actions or {f"{prefix}:{operation}"}:

@@ -14,6 +14,7 @@ from crq.adapters.dynamodb import DynamoLedger
 from crq.adapters.s3 import ResultLister, SpecStore
 from crq.adapters.sns import SnsPublisher
 from crq.errors import (
+    NameClaimed,
     PublishFailed,
     QueryAlreadyEnded,
     QueryNotFound,
@@ -311,3 +312,21 @@ def test_spec_name_claims_are_conditional_and_stay_out_of_the_indexes(
     ledger.create(new_run("r1"))
     assert [r.run_id for r in ledger.in_flight()] == ["r1"]
     assert [r.run_id for r in ledger.recent(10, now=T0)] == ["r1"]
+
+
+def test_a_run_created_with_its_name_claim_is_one_transaction_of_both_or_neither(
+    ledger: DynamoLedger,
+) -> None:
+    # A free name: the run and the claim are written together
+    created = ledger.create(new_run("r1", spec_key="specs/a.yaml"), claim_name="weekly")
+    assert created is not None and ledger.get("r1") == created
+    assert ledger.claim_spec_name("weekly", "specs/b.yaml", T0) == "specs/a.yaml"
+    # The same key again (its next run): the claim it holds is no obstacle
+    assert ledger.create(new_run("r2", spec_key="specs/a.yaml"), claim_name="weekly")
+    # Another key: nothing is written, and the holder is named
+    with pytest.raises(NameClaimed) as refused:
+        ledger.create(new_run("r3", spec_key="specs/b.yaml"), claim_name="weekly")
+    assert refused.value.owner == "specs/a.yaml" and ledger.get("r3") is None
+    # A run that exists: None, as without a claim, and the claim is left as it was
+    assert ledger.create(new_run("r1", spec_key="specs/b.yaml"), claim_name="other") is None
+    assert ledger.claim_spec_name("other", "specs/c.yaml", T0) is None
