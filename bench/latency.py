@@ -115,7 +115,7 @@ class EndedQueries:
         self.queries[qid] = query
         return query
 
-    def start_query(self, request: Mapping[str, Any]) -> ProtectedQuery:
+    def start_protected_query(self, request: Mapping[str, Any]) -> ProtectedQuery:
         raise AssertionError("nothing is queued in this benchmark")
 
     def list_queries(self, membership_id: str, not_before: datetime | None) -> list[QuerySummary]:

@@ -76,7 +76,7 @@ _COLD_CRQ = """
 import time; t = time.perf_counter()
 import handlers.track
 # Clients are created on first use; a tick with nothing in flight needs only DynamoDB's.
-handlers.track.pipeline().ledger._client.meta
+handlers.track.collaborators().ledger._client.meta
 print(time.perf_counter() - t)
 """
 _COLD_BASE = """
@@ -467,7 +467,7 @@ def track_pass() -> None:
     )
 
     from crq.deadline import Deadline
-    from crq.ports import Pipeline
+    from crq.ports import Collaborators
     from crq.settings import Settings
     from crq.tracker import track_in_flight
 
@@ -486,7 +486,7 @@ def track_pass() -> None:
             metrics_namespace="crq",
             track_workers=workers,
         )
-        pipeline = Pipeline(
+        pipeline = Collaborators(
             settings=settings,
             ledger=ledger,
             queries=queries,

@@ -2,7 +2,7 @@
 
 Each schema comes from the code that enforces the contract, so the two cannot disagree:
 spec.schema.json from botocore's Clean Rooms model (through crq.apimodel) and the pipeline keys'
-pydantic model (crq.spec.PipelineKeys); notification.schema.json from crq.notifier's models.
+pydantic model (crq.spec.PipelineKeys); notification.schema.json from crq.notification's models.
 tests/unit/test_schemas.py fails when a committed file differs from what this script writes.
 
     python scripts/generate_schemas.py           # write every schema
@@ -103,8 +103,8 @@ def spec_schema() -> dict[str, Any]:
 
 
 def notification_schema() -> dict[str, Any]:
-    """A run's notification (crq.notifier) or a schedule change's (crq.schedule_notice)."""
-    from crq.notifier import notification_schema as build
+    """A run's notification (crq.notification) or a schedule change's (crq.schedule_notice)."""
+    from crq.notification import notification_schema as build
     from crq.schedule_notice import schedule_notification_schema
 
     run = build()

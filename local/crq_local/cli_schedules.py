@@ -373,8 +373,8 @@ def _fire(target: Target, key: str, when: datetime, pipeline: Any) -> dict[str, 
         if response.get("FunctionError"):
             base.fail(f"{target.start_function} failed: {payload.get('errorMessage', payload)}")
         return dict(payload)
-    from crq.events import parse_start_event
     from crq.starter import start_run
+    from crq.triggers import parse_start_event
 
     return start_run(parse_start_event(event), pipeline).as_dict()  # type: ignore[arg-type]
 
@@ -383,7 +383,7 @@ def _local_pipeline(target: Target) -> Any:
     """The start use case's collaborators against the sandbox's endpoints (its exports)."""
     from aws_lambda_powertools import Metrics
 
-    from crq.adapters import build_pipeline
+    from crq.adapters import build_collaborators
     from crq.errors import ConfigError
     from crq.settings import Settings
 
@@ -394,7 +394,7 @@ def _local_pipeline(target: Target) -> Any:
         settings = Settings.from_env({**defaults, **os.environ})
     except ConfigError as exc:
         base.fail(f"the environment: {exc}")
-    return build_pipeline(settings, Metrics(namespace="crq", service="crq-cli"))
+    return build_collaborators(settings, Metrics(namespace="crq", service="crq-cli"))
 
 
 def _describe(key: str, when: datetime, zone: tzinfo, result: dict[str, Any]) -> str:

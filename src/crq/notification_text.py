@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from crq.notifier import Notification
+    from crq.notification import Notification
 
 MAX_LISTED_FILES = 20  # the JSON lists up to 500; a person reads the first few
 

@@ -60,7 +60,7 @@ class ProtectedQuery(QuerySummary):
 
 
 class QueryGateway(Protocol):
-    def start_query(self, request: Mapping[str, Any]) -> ProtectedQuery:
+    def start_protected_query(self, request: Mapping[str, Any]) -> ProtectedQuery:
         """StartProtectedQuery, sent once (never retried by the SDK: it has no client token).
         Raises StartDeferred, StartRefused, or the SDK's error when the outcome is unknown."""
         ...
@@ -115,7 +115,7 @@ def utc_now() -> datetime:
 
 
 @dataclass(frozen=True)
-class Pipeline:
+class Collaborators:
     """The collaborators of the start and track use cases, built once per cold start."""
 
     settings: Settings
@@ -127,5 +127,5 @@ class Pipeline:
     metrics: RunMetrics
     clock: Callable[[], datetime] = field(default=utc_now)
     # The Clean Rooms reads of preflight (crq.preflight), cached per container. None: no
-    # preflight (unit tests of other concerns); build_pipeline always wires it.
+    # preflight (unit tests of other concerns); build_collaborators always wires it.
     collaboration: CollaborationReader | None = None

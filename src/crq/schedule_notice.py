@@ -12,31 +12,21 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
+
+from crq.notification import CONTRACT_VERSION, MAX_ATTRIBUTES, SUBJECT_LIMIT, ContractModel
 
 SCHEDULE_SET = "SCHEDULE_SET"
 SCHEDULE_REMOVED = "SCHEDULE_REMOVED"
-SUBJECT_LIMIT = 100
-MAX_ATTRIBUTES = 10
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        field_title_generator=lambda name, _info: to_camel(name),
-    )
-
-
-class ScheduleNoticeSpec(_Body):
+class ScheduleNoticeSpec(ContractModel):
     name: str = Field(description="The spec's `name` (default: the file's stem).")
     source: str = Field(description="s3://bucket/key of the spec file.")
     version: str | None = Field(None, description="S3 version id of the spec object.")
 
 
-class ScheduleNoticeSchedule(_Body):
+class ScheduleNoticeSchedule(ContractModel):
     name: str = Field(description="The EventBridge Scheduler schedule's name.")
     group: str = Field(description="Its schedule group (the stack's).")
     expression: str | None = Field(None, description="cron(...), rate(...) or at(...).")
@@ -49,12 +39,10 @@ class ScheduleNoticeSchedule(_Body):
     )
 
 
-class ScheduleNotification(_Body):
+class ScheduleNotification(ContractModel):
     """The JSON body of a schedule change's message."""
 
-    # The notification contract's version (crq.notifier.CONTRACT_VERSION; a test keeps them
-    # equal: importing the notifier here would pull its delivery in).
-    version: Literal["1.1"] = "1.1"
+    version: Literal["1.1"] = CONTRACT_VERSION
     event: Literal["SCHEDULE_SET", "SCHEDULE_REMOVED"]
     notification_id: str = Field(
         description="<spec state id>:<S3 sequencer>:<event>; the same on a re-publish."

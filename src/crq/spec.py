@@ -48,8 +48,8 @@ DEFAULT_MAX_ATTEMPTS = 2  # one retry
 DEFAULT_MIN_SCHEDULE_INTERVAL_MINUTES = 60
 MAX_FLEXIBLE_WINDOW_MINUTES = 1440  # Scheduler's MaximumWindowInMinutes
 
-# SNS message attributes crq sets itself (crq.notifier.RESERVED_ATTRIBUTES; a test keeps them
-# equal: importing the notifier here would make loading a spec pull in Powertools).
+# SNS message attributes crq sets itself (crq.notification.RESERVED_ATTRIBUTES; a test keeps them
+# equal: importing the notification contract here would make loading a spec pull in Powertools).
 RESERVED_NOTIFY_ATTRIBUTES = ("event", "status", "membershipId", "specName")
 SNS_MAX_ATTRIBUTES = 10
 MAX_NOTIFY_ATTRIBUTES = SNS_MAX_ATTRIBUTES - len(RESERVED_NOTIFY_ATTRIBUTES)

@@ -22,7 +22,7 @@ from crq.errors import SpecUnreadable
 from crq.ledger import FieldProblem
 
 if TYPE_CHECKING:
-    from crq.ports import Pipeline
+    from crq.ports import Collaborators
 
 # A default name: segments of letters, digits, '.', '_' or '-' (each starting with a letter
 # or digit) joined by '/', at most 256 characters. Valid as an SNS attribute value and an S3
@@ -60,7 +60,7 @@ def default_name_for_path(source: str) -> str:
     return _without_extension(relative)
 
 
-def claim_name(name: str, bucket: str, key: str, pipeline: Pipeline) -> FieldProblem | None:
+def claim_name(name: str, bucket: str, key: str, pipeline: Collaborators) -> FieldProblem | None:
     """Claim `name` for the spec at `key`; a problem on field `name` if a live spec holds it."""
     from crq.spec import SpecInvalid, load_spec
 

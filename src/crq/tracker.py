@@ -27,12 +27,19 @@ from aws_lambda_powertools import Logger
 
 from crq.budget import billed_units, record_attempt
 from crq.deadline import Deadline
+from crq.delivery import deliver
 from crq.errors import CrqError, QueryAlreadyEnded, QueryNotFound, ResultsUnavailable, StaleRun
-from crq.events import QueryChanged, TrackAll, TrackRequest
 from crq.ledger import AttemptCost, ErrorInfo, Outcome, ResultObject, Run, RunEvent, RunState
-from crq.notifier import deliver, end_run
-from crq.ports import ACTIVE_STATUSES, Pipeline, ProtectedQuery, QuerySummary
-from crq.starter import CLOCK_SKEW, launch, reconcile_starting
+from crq.lifecycle import (
+    CLOCK_SKEW,
+    StartOutcome,
+    end_run,
+    reconcile_starting,
+    retry_attempt,
+    submit,
+)
+from crq.ports import ACTIVE_STATUSES, Collaborators, ProtectedQuery, QuerySummary
+from crq.triggers import QueryChanged, TrackAll, TrackRequest
 
 logger = Logger(child=True)
 
@@ -114,7 +121,7 @@ class _Pass:
     memberships, one for the runs within them, so a membership waiting on its runs never holds
     the workers those runs need)."""
 
-    pipeline: Pipeline
+    deps: Collaborators
     summary: TrackSummary
     deadline: Deadline
     memberships: ThreadPoolExecutor
@@ -134,16 +141,16 @@ class _Pass:
 
 
 def track_in_flight(
-    pipeline: Pipeline, request: TrackRequest | None = None, deadline: Deadline | None = None
+    deps: Collaborators, request: TrackRequest | None = None, deadline: Deadline | None = None
 ) -> TrackSummary:
     request = request or TrackAll("tick")
     summary = TrackSummary()
-    workers = pipeline.settings.track_workers
+    workers = deps.settings.track_workers
     with (
         ThreadPoolExecutor(workers, thread_name_prefix="crq-membership") as memberships,
         ThreadPoolExecutor(workers, thread_name_prefix="crq-run") as runs,
     ):
-        work = _Pass(pipeline, summary, deadline or Deadline.never(), memberships, runs)
+        work = _Pass(deps, summary, deadline or Deadline.never(), memberships, runs)
         if isinstance(request, QueryChanged):
             _wake_up(request, work)
         else:
@@ -159,8 +166,8 @@ def track_in_flight(
 
 
 def _tick(work: _Pass) -> None:
-    pipeline, summary = work.pipeline, work.summary
-    runs = pipeline.ledger.in_flight()
+    deps, summary = work.deps, work.summary
+    runs = deps.ledger.in_flight()
     summary.in_flight = len(runs)
     groups: dict[str, list[Run]] = defaultdict(list)
     for run in runs:
@@ -172,7 +179,7 @@ def _tick(work: _Pass) -> None:
         for membership_id, group in groups.items()
     ]
     futures += [
-        work.unit(work.runs, _notify, run, pipeline, summary)
+        work.unit(work.runs, _notify, run, deps, summary)
         for run in runs
         if run.state is RunState.ENDED
     ]
@@ -190,9 +197,9 @@ def _results(futures: list[Future[Any]]) -> list[Any]:
 
 
 def _wake_up(event: QueryChanged, work: _Pass) -> None:
-    pipeline, summary = work.pipeline, work.summary
+    deps, summary = work.deps, work.summary
     # The run of that query alone (the ByQuery index), not every run in flight.
-    run = pipeline.ledger.find_by_query(event.query_id)
+    run = deps.ledger.find_by_query(event.query_id)
     if run is None or run.membership_id != event.membership_id or not run.in_flight:
         # Not a query crq knows (or one it already finished): nothing to do.
         summary.ignored = "query not in flight"
@@ -201,23 +208,23 @@ def _wake_up(event: QueryChanged, work: _Pass) -> None:
     summary.in_flight = summary.memberships = 1
     if run.state is RunState.RUNNING:
         try:
-            query = pipeline.queries.get_query(event.membership_id, event.query_id)
+            query = deps.queries.get_query(event.membership_id, event.query_id)
         except QueryNotFound as exc:
-            _end_not_found(run, exc, pipeline, summary)
+            _end_not_found(run, exc, deps, summary)
         else:
             try:
                 if query.ended:
-                    _finish(run, query, pipeline, summary)
+                    _finish(run, query, deps, summary)
             except StaleRun:
                 return  # the scheduled track got there first
     elif run.state is RunState.ENDED:
-        _notify(run, pipeline, summary)
+        _notify(run, deps, summary)
     # The ended query freed a slot: if the membership has queued runs, do its pass now.
-    active = pipeline.ledger.active_in_membership(event.membership_id)
+    active = deps.ledger.active_in_membership(event.membership_id)
     if any(r.state is RunState.QUEUED for r in active):
         group = [
             r
-            for r in pipeline.ledger.in_flight()
+            for r in deps.ledger.in_flight()
             if r.membership_id == event.membership_id and r.state is not RunState.ENDED
         ]
         _guarded(event.membership_id, group, work)
@@ -233,23 +240,21 @@ def _guarded(membership_id: str, group: list[Run], work: _Pass) -> None:
 
 
 def _track_membership(membership_id: str, runs: list[Run], work: _Pass) -> None:
-    pipeline, summary = work.pipeline, work.summary
-    now = pipeline.clock()
-    grace = pipeline.settings.starting_grace
+    deps, summary = work.deps, work.summary
+    now = deps.clock()
+    grace = deps.settings.starting_grace
     running = [r for r in runs if r.state is RunState.RUNNING]
     starting = [r for r in runs if r.state is RunState.STARTING]
     overdue_starting = [r for r in starting if r.starting_at and r.starting_at + grace <= now]
 
-    listed = pipeline.queries.list_queries(
+    listed = deps.queries.list_queries(
         membership_id, not_before=_oldest_needed(running, overdue_starting)
     )
     by_id = {q.id: q for q in listed}
 
     # The runs are independent of each other: end them (or cancel, or retry) concurrently.
     futures = [
-        work.unit(
-            work.runs, _track_running_once, run, by_id.get(run.query_id or ""), pipeline, summary
-        )
+        work.unit(work.runs, _track_running_once, run, by_id.get(run.query_id or ""), deps, summary)
         for run in running
     ]
     requeued = [
@@ -259,14 +264,14 @@ def _track_membership(membership_id: str, runs: list[Run], work: _Pass) -> None:
         if work.deadline.passed():
             summary.count("deferred")
             continue
-        after = reconcile_starting(run, pipeline, listed)
+        after = reconcile_starting(run, deps, listed)
         if after.state is RunState.QUEUED:
             requeued.append(after)
 
     active = sum(1 for q in listed if q.status in ACTIVE_STATUSES)
     # A STARTING run inside its grace may hold a slot the list does not show yet.
     active += len(starting) - len(overdue_starting)
-    free = pipeline.settings.membership_query_cap - active
+    free = deps.settings.membership_query_cap - active
     queued = sorted(
         [r for r in runs if r.state is RunState.QUEUED] + requeued, key=lambda r: r.in_flight_since
     )
@@ -287,18 +292,18 @@ def _track_membership(membership_id: str, runs: list[Run], work: _Pass) -> None:
         if work.deadline.passed():
             summary.count("deferred")
             break
-        result = launch(run, pipeline)
-        if result.outcome == "started":
+        result = submit(run, deps)
+        if result.outcome is StartOutcome.STARTED:
             summary.count("started")
-        elif result.outcome == "queued":
+        elif result.outcome is StartOutcome.QUEUED:
             break  # Clean Rooms says the membership is full after all: wait for the next pass
 
 
 def _track_running_once(
-    run: Run, listed: QuerySummary | None, pipeline: Pipeline, summary: TrackSummary
+    run: Run, listed: QuerySummary | None, deps: Collaborators, summary: TrackSummary
 ) -> Run | None:
     try:
-        return _track_running(run, listed, pipeline, summary)
+        return _track_running(run, listed, deps, summary)
     except StaleRun:
         return None  # another invocation changed it; the next pass sees the result
 
@@ -310,55 +315,55 @@ def _oldest_needed(running: list[Run], starting: list[Run]) -> datetime | None:
 
 
 def _track_running(
-    run: Run, listed: QuerySummary | None, pipeline: Pipeline, summary: TrackSummary
+    run: Run, listed: QuerySummary | None, deps: Collaborators, summary: TrackSummary
 ) -> Run | None:
     assert run.membership_id is not None and run.query_id is not None
     if listed is None or listed.ended:
         try:
-            query = pipeline.queries.get_query(run.membership_id, run.query_id)
+            query = deps.queries.get_query(run.membership_id, run.query_id)
         except QueryNotFound as exc:
-            return _end_not_found(run, exc, pipeline, summary)
+            return _end_not_found(run, exc, deps, summary)
         if query.ended:
-            return _finish(run, query, pipeline, summary)
+            return _finish(run, query, deps, summary)
         listed = query
-    return _enforce_max_runtime(run, listed, pipeline, summary)
+    return _enforce_max_runtime(run, listed, deps, summary)
 
 
 def _enforce_max_runtime(
-    run: Run, query: QuerySummary, pipeline: Pipeline, summary: TrackSummary
+    run: Run, query: QuerySummary, deps: Collaborators, summary: TrackSummary
 ) -> Run | None:
     assert run.membership_id is not None and run.query_id is not None
-    limit = run.max_runtime_minutes or pipeline.settings.default_max_runtime_minutes
-    now = pipeline.clock()
+    limit = run.max_runtime_minutes or deps.settings.default_max_runtime_minutes
+    now = deps.clock()
     if run.cancel_requested_at is not None or now - query.create_time < timedelta(minutes=limit):
         return run
     reason = f"ran longer than maxRuntimeMinutes ({limit} minute{'s' if limit != 1 else ''})"
     try:
-        pipeline.queries.cancel_query(run.membership_id, run.query_id)
+        deps.queries.cancel_query(run.membership_id, run.query_id)
     except QueryAlreadyEnded:
-        current = pipeline.queries.get_query(run.membership_id, run.query_id)
+        current = deps.queries.get_query(run.membership_id, run.query_id)
         if current.ended:
-            return _finish(run, current, pipeline, summary)
+            return _finish(run, current, deps, summary)
         # Already CANCELLING: an earlier request of crq's whose record was lost, or someone
         # else's. Either way it is being cancelled; record it with crq's reason.
     summary.count("cancelled")
     logger.info(
         "query cancelled", extra={"runId": run.run_id, "queryId": run.query_id, "reason": reason}
     )
-    return pipeline.ledger.save(run.evolve(now, cancel_requested_at=now, cancel_reason=reason))
+    return deps.ledger.save(run.evolve(now, cancel_requested_at=now, cancel_reason=reason))
 
 
 def _finish(
-    run: Run, query: ProtectedQuery, pipeline: Pipeline, summary: TrackSummary
+    run: Run, query: ProtectedQuery, deps: Collaborators, summary: TrackSummary
 ) -> Run | None:
     """End a run whose query ended, or queue its next attempt if the failure is transient."""
-    now = pipeline.clock()
+    now = deps.clock()
     # The attempt's cost: on the run (every notification carries each attempt's) and against
     # today's CRPU budget (crq.budget).
     attempt = AttemptCost(
         query_id=query.id, status=query.status, billed_units=billed_units(query.statistics)
     )
-    record_attempt(pipeline.settings, pipeline.ledger, attempt, now)
+    record_attempt(deps.settings, deps.ledger, attempt, now)
     run = run.evolve(now, attempts=_with_attempt(run, attempt))
     error = None
     if query.error_code or query.error_message:
@@ -375,14 +380,14 @@ def _finish(
         and error.retryable
         and run.attempt < run.max_attempts
     ):
-        return _retry(run, query, pipeline, summary)
+        return _retry(run, query, deps, summary)
 
     objects: list[ResultObject] | None = None
     truncated: bool | None = None
     not_listed: bool | None = None
     if query.status == "SUCCESS" and query.result_output:
         try:
-            objects, truncated = _result_objects(query.result_output, pipeline)
+            objects, truncated = _result_objects(query.result_output, deps)
         except ResultsUnavailable as exc:
             # Tell the user the query ended, without the file list, rather than not at all,
             # and say so (result.objectsNotListed).
@@ -407,7 +412,7 @@ def _finish(
         differential_privacy=query.differential_privacy,
         reason=reason,
     )
-    ended = end_run(run.evolve(now, membership_arn=query.membership_arn), outcome, pipeline)
+    ended = end_run(run.evolve(now, membership_arn=query.membership_arn), outcome, deps)
     if ended is not None:
         summary.count("ended")
         if ended.notified_at is not None:
@@ -415,50 +420,25 @@ def _finish(
     return ended
 
 
-def _retry(run: Run, query: ProtectedQuery, pipeline: Pipeline, summary: TrackSummary) -> Run:
-    now = pipeline.clock()
-    again = pipeline.ledger.save(
-        run.evolve(
-            now,
-            state=RunState.QUEUED,
-            attempt=run.attempt + 1,
-            past_query_ids=[*run.past_query_ids, query.id],
-            query_id=None,
-            query_create_time=None,
-            query_status=None,
-            starting_at=None,
-            cancel_requested_at=None,
-            cancel_reason=None,
-        )
-    )
+def _retry(run: Run, query: ProtectedQuery, deps: Collaborators, summary: TrackSummary) -> Run:
+    again = retry_attempt(run, query, deps)
     summary.count("retried")
-    pipeline.metrics.query_retried()
-    logger.info(
-        "attempt failed with a transient error; queued again",
-        extra={
-            "runId": run.run_id,
-            "queryId": query.id,
-            "errorCode": query.error_code,
-            "attempt": again.attempt,
-            "maxAttempts": again.max_attempts,
-        },
-    )
     return again
 
 
 def _end_not_found(
-    run: Run, exc: QueryNotFound, pipeline: Pipeline, summary: TrackSummary
+    run: Run, exc: QueryNotFound, deps: Collaborators, summary: TrackSummary
 ) -> Run | None:
     error = ErrorInfo(
         code=QUERY_NOT_FOUND,
         message=f"Clean Rooms no longer knows protected query {exc.query_id}",
         retryable=False,
     )
-    outcome = Outcome(event=RunEvent.QUERY_FAILED, ended_at=pipeline.clock(), error=error)
+    outcome = Outcome(event=RunEvent.QUERY_FAILED, ended_at=deps.clock(), error=error)
     assert run.query_id is not None
     attempt = AttemptCost(query_id=run.query_id, status=QUERY_NOT_FOUND)
-    run = run.evolve(pipeline.clock(), attempts=_with_attempt(run, attempt))
-    ended = end_run(run, outcome, pipeline)
+    run = run.evolve(deps.clock(), attempts=_with_attempt(run, attempt))
+    ended = end_run(run, outcome, deps)
     if ended is not None:
         summary.count("ended")
     return ended
@@ -470,7 +450,7 @@ def _with_attempt(run: Run, attempt: AttemptCost) -> list[AttemptCost]:
 
 
 def _result_objects(
-    output: dict[str, Any], pipeline: Pipeline
+    output: dict[str, Any], deps: Collaborators
 ) -> tuple[list[ResultObject] | None, bool]:
     """The files under the output's S3 location(s); None for an output with none (member
     results: there is nothing crq can list, so the notification leaves `objects` out)."""
@@ -487,13 +467,13 @@ def _result_objects(
         room = MAX_RESULT_OBJECTS - len(objects)
         if room <= 0:
             return objects, True
-        found, more = pipeline.results.list_objects(location, room)
+        found, more = deps.results.list_objects(location, room)
         objects.extend(found)
         truncated = truncated or more
     return objects, truncated
 
 
-def _notify(run: Run, pipeline: Pipeline, summary: TrackSummary) -> None:
-    after = deliver(run, pipeline)
+def _notify(run: Run, deps: Collaborators, summary: TrackSummary) -> None:
+    after = deliver(run, deps)
     if after.notified_at is not None and run.notified_at is None:
         summary.count("notified")

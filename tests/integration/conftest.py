@@ -289,8 +289,8 @@ class Functions:
 def functions(pipeline_stack: PipelineStack) -> Iterator[Functions]:
     from handlers import start, track
 
-    start.pipeline.cache_clear()
-    track.pipeline.cache_clear()
+    start.collaborators.cache_clear()
+    track.collaborators.cache_clear()
 
     def invoke_start(event: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = start.handler(event, LambdaContext("crq-test-StartFunction"))  # type: ignore[arg-type]
@@ -303,8 +303,8 @@ def functions(pipeline_stack: PipelineStack) -> Iterator[Functions]:
     try:
         yield Functions(invoke_start, invoke_track)
     finally:
-        start.pipeline.cache_clear()
-        track.pipeline.cache_clear()
+        start.collaborators.cache_clear()
+        track.collaborators.cache_clear()
 
 
 class RecordsEverything(logging.Handler):

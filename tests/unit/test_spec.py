@@ -375,11 +375,11 @@ def test_error_messages_never_echo_a_parameter_value(value: str) -> None:
 # ---- contracts with other parts ------------------------------------------------------------
 
 
-def test_reserved_notify_attributes_match_the_notifier() -> None:
-    from crq import notifier
+def test_reserved_notify_attributes_match_the_notification_contract() -> None:
+    from crq import notification
 
-    assert RESERVED_NOTIFY_ATTRIBUTES == notifier.RESERVED_ATTRIBUTES
-    assert SNS_MAX_ATTRIBUTES == notifier.MAX_ATTRIBUTES
+    assert RESERVED_NOTIFY_ATTRIBUTES == notification.RESERVED_ATTRIBUTES
+    assert SNS_MAX_ATTRIBUTES == notification.MAX_ATTRIBUTES
 
 
 @pytest.mark.parametrize(

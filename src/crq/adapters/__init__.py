@@ -1,6 +1,6 @@
 """The adapters: the only code that touches boto3, one module per AWS service.
 
-`build_pipeline` wires the real ones from Settings; the handlers call it once per cold start.
+`build_collaborators` wires the real ones from Settings; the handlers call it once per cold start.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from crq.adapters.s3 import ResultLister, SpecStore
 from crq.adapters.scheduler import SchedulerGateway
 from crq.adapters.sns import SnsPublisher
 from crq.metrics import PowertoolsRunMetrics
-from crq.ports import Pipeline, utc_now
+from crq.ports import Collaborators, utc_now
 from crq.preflight import CachedReader
 from crq.schedule_state import ScheduleDeps
 from crq.settings import Settings
@@ -59,7 +59,7 @@ class _LazyClient:
         return getattr(self._client, name)
 
 
-def build_pipeline(settings: Settings, metrics: Metrics) -> Pipeline:
+def build_collaborators(settings: Settings, metrics: Metrics) -> Collaborators:
     # The settings name the namespace and service (also when built from a mapping, not os.environ).
     metrics.namespace, metrics.service = settings.metrics_namespace, settings.service_name
     # boto3's default session: both functions' clients share its loaded service models.
@@ -79,7 +79,7 @@ def build_pipeline(settings: Settings, metrics: Metrics) -> Pipeline:
     queries = CleanRoomsGateway(
         client=client("cleanrooms"), start_client=client("cleanrooms", _ONCE)
     )
-    return Pipeline(
+    return Collaborators(
         settings=settings,
         ledger=DynamoLedger(settings.table_name, client("dynamodb")),
         queries=queries,
@@ -91,26 +91,26 @@ def build_pipeline(settings: Settings, metrics: Metrics) -> Pipeline:
     )
 
 
-# The schedule use case's collaborators of the current pipeline (one per cold start).
-_SCHEDULE_DEPS: list[tuple[Pipeline, ScheduleDeps]] = []
+# The schedule use case's collaborators of the current Collaborators (one per cold start).
+_SCHEDULE_DEPS: list[tuple[Collaborators, ScheduleDeps]] = []
 
 
-def schedule_deps_for(pipeline: Pipeline) -> ScheduleDeps:
-    """The schedule use case's collaborators, sharing the pipeline's clients (S3, DynamoDB,
-    SNS), built once per pipeline; the Scheduler client is created on first use."""
+def schedule_deps_for(collaborators: Collaborators) -> ScheduleDeps:
+    """The schedule use case's collaborators, sharing the start use case's clients (S3,
+    DynamoDB, SNS), built once per Collaborators; the Scheduler client is created on first use."""
     for built, deps in _SCHEDULE_DEPS:
-        if built is pipeline:
+        if built is collaborators:
             return deps
-    assert isinstance(pipeline.ledger, DynamoLedger)
+    assert isinstance(collaborators.ledger, DynamoLedger)
     session = boto3.DEFAULT_SESSION
     assert session is not None
     deps = ScheduleDeps(
-        settings=pipeline.settings,
-        specs=pipeline.specs,
-        states=DynamoSpecStates.sharing(pipeline.ledger),
+        settings=collaborators.settings,
+        specs=collaborators.specs,
+        states=DynamoSpecStates.sharing(collaborators.ledger),
         scheduler=SchedulerGateway(cast(Any, _LazyClient(session, "scheduler", _RETRYING))),
-        publisher=pipeline.publisher,
-        clock=pipeline.clock,
+        publisher=collaborators.publisher,
+        clock=collaborators.clock,
     )
-    _SCHEDULE_DEPS[:] = [(pipeline, deps)]
+    _SCHEDULE_DEPS[:] = [(collaborators, deps)]
     return deps

@@ -53,7 +53,7 @@ class CleanRoomsGateway:
         self._client = client
         self._start_client = start_client
 
-    def start_query(self, request: Mapping[str, Any]) -> ProtectedQuery:
+    def start_protected_query(self, request: Mapping[str, Any]) -> ProtectedQuery:
         parameters = _parameter_values(request.get("sqlParameters"))
         try:
             response = self._start_client.start_protected_query(**request)

@@ -214,7 +214,7 @@ def request(sql: str = "SELECT channel FROM impressions", **extra: Any) -> dict[
 def test_the_gateway_starts_lists_and_gets_queries(
     gateway: CleanRoomsGateway, pipeline_stack: Any
 ) -> None:
-    started = gateway.start_query(request())
+    started = gateway.start_protected_query(request())
     assert started.status == "SUBMITTED" and started.membership_id == MEMBERSHIP
     assert pipeline_stack.engine.wait_until_idle(10)
     [listed] = gateway.list_queries(MEMBERSHIP, None)
@@ -231,7 +231,7 @@ def test_the_gateway_pages_only_as_far_back_as_needed(
 
     ids = []
     for _ in range(5):
-        ids.append(gateway.start_query(request()).id)
+        ids.append(gateway.start_protected_query(request()).id)
         assert pipeline_stack.engine.wait_until_idle(10)
     calls: list[str] = []
     gateway._client.meta.events.register(
@@ -252,36 +252,40 @@ def test_the_gateway_pages_only_as_far_back_as_needed(
 
 def test_start_errors_become_domain_errors(gateway: CleanRoomsGateway, pipeline_stack: Any) -> None:
     with pytest.raises(StartRefused) as refused:
-        gateway.start_query(request(membershipIdentifier="00000000-0000-4000-8000-000000000000"))
+        gateway.start_protected_query(
+            request(membershipIdentifier="00000000-0000-4000-8000-000000000000")
+        )
     assert refused.value.code.startswith(
         ("ResourceNotFoundException", "AccessDeniedException", "ValidationException")
     )
     pipeline_stack.engine.throttle(requests=1, seconds=60, operations=["StartProtectedQuery"])
     with pytest.raises(StartDeferred) as deferred:
-        gateway.start_query(request())
+        gateway.start_protected_query(request())
     assert deferred.value.code == StartDeferred.THROTTLED
 
 
 def test_the_sixth_query_of_a_membership_is_deferred(gateway: CleanRoomsGateway) -> None:
     held = "SELECT channel FROM impressions -- crq-fault: hold"
     for _ in range(5):
-        gateway.start_query(request(held))
+        gateway.start_protected_query(request(held))
     with pytest.raises(StartDeferred) as deferred:
-        gateway.start_query(request(held))
+        gateway.start_protected_query(request(held))
     assert deferred.value.code == StartDeferred.QUOTA
 
 
 def test_get_and_cancel_errors_become_domain_errors(
     gateway: CleanRoomsGateway, pipeline_stack: Any
 ) -> None:
-    done = gateway.start_query(request())
+    done = gateway.start_protected_query(request())
     assert pipeline_stack.engine.wait_until_idle(10)
     with pytest.raises(QueryAlreadyEnded):
         gateway.cancel_query(MEMBERSHIP, done.id)
     pipeline_stack.engine.forget(done.id)
     with pytest.raises(QueryNotFound):
         gateway.get_query(MEMBERSHIP, done.id)
-    held = gateway.start_query(request("SELECT channel FROM impressions -- crq-fault: hold"))
+    held = gateway.start_protected_query(
+        request("SELECT channel FROM impressions -- crq-fault: hold")
+    )
     gateway.cancel_query(MEMBERSHIP, held.id)
     assert pipeline_stack.engine.wait_until_idle(10)
     assert gateway.get_query(MEMBERSHIP, held.id).status == "CANCELLED"

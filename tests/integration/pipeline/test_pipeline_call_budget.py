@@ -43,7 +43,7 @@ def calls(functions: Any) -> Iterator[Counter[str]]:
     """Every AWS call the functions make (their clients share boto3's default session)."""
     from handlers import start
 
-    start.pipeline()  # the default session exists once a pipeline is built
+    start.collaborators()  # the default session exists once a pipeline is built
     session = boto3.DEFAULT_SESSION
     assert session is not None
     counted: Counter[str] = Counter()

@@ -321,7 +321,7 @@ def test_a_lost_start_response_does_not_start_a_second_query(
     assert functions.start(event)["outcome"] == "in_progress"
     # And once the grace has passed, the track reconciles the run with the query that exists
     later = datetime.now(UTC) + timedelta(minutes=3)
-    track_in_flight(dataclasses.replace(track.pipeline(), clock=lambda: later))
+    track_in_flight(dataclasses.replace(track.collaborators(), clock=lambda: later))
     [query] = pipeline_stack.engine.received
     [item] = pipeline_stack.items()
     assert item["state"] in ("RUNNING", "ENDED") and item["queryId"] == query.query_id
@@ -343,7 +343,7 @@ def test_a_query_past_its_max_runtime_is_cancelled_and_notified(
         )
     )
     later = datetime.now(UTC) + timedelta(minutes=6)
-    summary = track_in_flight(dataclasses.replace(track.pipeline(), clock=lambda: later))
+    summary = track_in_flight(dataclasses.replace(track.collaborators(), clock=lambda: later))
     assert summary.cancelled == 1
     settle(pipeline_stack, functions)
     [message] = pipeline_stack.notifications(1)

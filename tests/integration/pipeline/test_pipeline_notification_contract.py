@@ -9,7 +9,7 @@ from typing import Any
 
 import jsonschema
 
-from crq.notifier import notification_schema
+from crq.notification import notification_schema
 
 MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"
 CHANNELS = "SELECT channel, COUNT(*) AS impressions FROM impressions GROUP BY channel"

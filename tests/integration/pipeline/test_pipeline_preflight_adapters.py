@@ -108,7 +108,7 @@ def test_a_refused_start_keeps_code_and_reason_apart_without_repeating_the_field
         },
     }
     with pytest.raises(StartRefused) as refused:
-        gateway.start_query(request)
+        gateway.start_protected_query(request)
     assert refused.value.code == "ValidationException"
     assert refused.value.reason == "FIELD_VALIDATION_FAILED"
     message = refused.value.message

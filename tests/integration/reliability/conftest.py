@@ -35,10 +35,10 @@ def clock(functions: Any) -> Iterator[Clock]:
     # Its own MonkeyPatch: undone before `functions` clears the handlers' caches.
     with pytest.MonkeyPatch.context() as patch:
         for module in (start, track):
-            built = module.pipeline
+            built = module.collaborators
             patch.setattr(
                 module,
-                "pipeline",
+                "collaborators",
                 lambda built=built: dataclasses.replace(built(), clock=moved),
             )
         yield moved

@@ -161,7 +161,7 @@ def crq_settings() -> Any:
     """The functions' Settings, as the track function built them for this test."""
     from handlers import track
 
-    return track.pipeline().settings
+    return track.collaborators().settings
 
 
 @dataclass

@@ -20,7 +20,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from reliability_support import TICK, Clock, bodies, crq_session, sql_spec
 
-from crq import notifier
+from crq import delivery
 from crq.adapters.dynamodb import DynamoLedger
 from crq.ledger import NotifyState, Run
 
@@ -36,7 +36,7 @@ def ended_unnotified(functions: Any, clock: Clock) -> None:
     """A run whose end is recorded, and whose notification is not published: the function
     stopped right after recording the end (which claims the notification in the same write),
     and the claim's lease has passed."""
-    original = notifier.publish_claimed
+    original = delivery.publish_claimed
     stop = [RuntimeError("the function stopped (injected)")]
 
     def publish_claimed(run: Run, pipeline: Any) -> Run:
@@ -44,11 +44,11 @@ def ended_unnotified(functions: Any, clock: Clock) -> None:
             raise stop.pop()
         return original(run, pipeline)
 
-    # The use cases hold their own references to `publish_claimed`.
-    from crq import starter
+    # The lifecycle holds its own reference to `publish_claimed`.
+    from crq import lifecycle
 
     with pytest.MonkeyPatch.context() as patch:
-        for module in (notifier, starter):
+        for module in (delivery, lifecycle):
             patch.setattr(module, "publish_claimed", publish_claimed)
         with pytest.raises(Exception, match="RuntimeError"):
             functions.track(TICK)

@@ -139,14 +139,14 @@ def test_a_duplicate_while_the_start_call_is_in_flight_waits_for_it(
 ) -> None:
     # Given a start call that is slow to reach Clean Rooms
     in_call, go_on = threading.Event(), threading.Event()
-    original = CleanRoomsGateway.start_query
+    original = CleanRoomsGateway.start_protected_query
 
     def slow_start(self: CleanRoomsGateway, request: Any) -> Any:
         in_call.set()
         assert go_on.wait(10)
         return original(self, request)
 
-    monkeypatch.setattr(CleanRoomsGateway, "start_query", slow_start)
+    monkeypatch.setattr(CleanRoomsGateway, "start_protected_query", slow_start)
     event = pipeline_stack.upload("specs/slow-call.yaml", sql_spec("slow-call"))
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(functions.start, event)
@@ -226,15 +226,15 @@ def test_a_crash_before_the_start_call_starts_the_query_once_after_the_grace(
     pipeline_stack: Any, functions: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given an invocation that dies after recording its intent, before calling Clean Rooms
-    original = CleanRoomsGateway.start_query
+    original = CleanRoomsGateway.start_protected_query
     crashes = [RuntimeError("the function stopped (injected)")]
 
-    def start_query(self: CleanRoomsGateway, request: Any) -> Any:
+    def start_protected_query(self: CleanRoomsGateway, request: Any) -> Any:
         if crashes:
             raise crashes.pop()
         return original(self, request)
 
-    monkeypatch.setattr(CleanRoomsGateway, "start_query", start_query)
+    monkeypatch.setattr(CleanRoomsGateway, "start_protected_query", start_protected_query)
     event = pipeline_stack.upload("specs/early.yaml", sql_spec("early"))
     with pytest.raises(RuntimeError):
         functions.start(event)

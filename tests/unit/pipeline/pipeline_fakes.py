@@ -22,8 +22,10 @@ from crq.errors import (
     StaleRun,
 )
 from crq.ledger import ActiveRun, Outcome, ResultObject, Run, RunState, TriggerType
-from crq.ports import TERMINAL_STATUSES, Pipeline, ProtectedQuery, QuerySummary, SpecObject
+from crq.ports import TERMINAL_STATUSES, Collaborators, ProtectedQuery, QuerySummary, SpecObject
 from crq.settings import Settings
+from crq.starter import start_run
+from crq.triggers import SpecUploaded
 
 MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"
 OTHER_MEMBERSHIP = "0b7d5e21-93c4-4f0a-8e6d-5c1a2f9b4e38"
@@ -151,9 +153,9 @@ class FakeCleanRooms:
         self.cap = cap
         self.queries: dict[str, FakeQuery] = {}
         self.calls: list[tuple[str, str]] = []
-        # Raised by the next start_query calls, in order (None: start normally).
+        # Raised by the next start_protected_query calls, in order (None: start normally).
         self.start_failures: list[Exception | None] = []
-        # Called after a query is created and before start_query returns (to simulate a crash).
+        # Called after a query is created and before start_protected_query returns (to simulate a crash).
         self.after_create: Callable[[FakeQuery], None] | None = None
         self.page_size = 100
         self.cancel_conflict = False
@@ -197,7 +199,7 @@ class FakeCleanRooms:
         return sum(1 for op, _ in self.calls if op == operation)
 
     # ---- QueryGateway ----
-    def start_query(self, request: Mapping[str, Any]) -> ProtectedQuery:
+    def start_protected_query(self, request: Mapping[str, Any]) -> ProtectedQuery:
         membership_id = request["membershipIdentifier"]
         self.calls.append(("start", membership_id))
         if self.start_failures:
@@ -364,14 +366,14 @@ class World:
     results: FakeResults
     publisher: FakePublisher
     metrics: RecordingMetrics
-    pipeline: Pipeline
+    deps: Collaborators
 
 
 def world(**setting_overrides: Any) -> World:
     clock = Clock()
     ledger, cleanrooms, specs = FakeLedger(), FakeCleanRooms(clock), FakeSpecs()
     results, publisher, metrics = FakeResults(), FakePublisher(), RecordingMetrics()
-    pipeline = Pipeline(
+    deps = Collaborators(
         settings=settings(**setting_overrides),
         ledger=ledger,
         queries=cleanrooms,
@@ -381,7 +383,7 @@ def world(**setting_overrides: Any) -> World:
         metrics=metrics,
         clock=clock,
     )
-    return World(clock, ledger, cleanrooms, specs, results, publisher, metrics, pipeline)
+    return World(clock, ledger, cleanrooms, specs, results, publisher, metrics, deps)
 
 
 SQL_SPEC = """\
@@ -424,3 +426,34 @@ def template_spec(
     secret: str = "s3cr3t-pepper", membership: str = MEMBERSHIP, extra: str = ""
 ) -> str:
     return TEMPLATE_SPEC.format(membership=membership, secret=secret, extra=extra)
+
+
+# ---- triggers the tests send ------------------------------------------------------------------
+
+
+def upload(
+    w: World, key: str = "specs/daily.yaml", body: str | None = None, **kw: object
+) -> SpecUploaded:
+    version = w.specs.put(key, body if body is not None else sql_spec())
+    fields = {
+        "bucket": BUCKET,
+        "key": key,
+        "version_id": version,
+        "etag": "etag",
+        "size": 100,
+        "time": w.clock(),
+        "event_id": f"event-{key}-{version}",
+    }
+    fields.update(kw)
+    return SpecUploaded(**fields)  # type: ignore[arg-type]
+
+
+def start_spec(w: World, name: str, membership: str = MEMBERSHIP, extra: str = "") -> Run:
+    key = f"specs/{name}.yaml"
+    version = w.specs.put(key, sql_spec(membership=membership, extra=extra))
+    start_run(SpecUploaded(BUCKET, key, version, "etag", 10, w.clock(), f"ev-{name}"), w.deps)
+    return run_named(w, name)
+
+
+def run_named(w: World, name: str) -> Run:
+    return next(r for r in w.ledger.rows.values() if r.spec_name == name)

@@ -8,10 +8,10 @@ from datetime import timedelta
 from pipeline_fakes import BUCKET, MEMBERSHIP, World, sql_spec, world
 
 from crq.budget import DAILY_BUDGET_EXHAUSTED
-from crq.events import SpecUploaded
 from crq.ledger import Run, RunState
 from crq.starter import start_run
 from crq.tracker import track_in_flight
+from crq.triggers import SpecUploaded
 
 STATS = {"totalDurationInMillis": 1000, "billedResourceUtilization": {"units": 0.75}}
 
@@ -19,7 +19,7 @@ STATS = {"totalDurationInMillis": 1000, "billedResourceUtilization": {"units": 0
 def submit(w: World, name: str) -> Run:
     key = f"specs/{name}.yaml"
     version = w.specs.put(key, sql_spec(membership=MEMBERSHIP))
-    start_run(SpecUploaded(BUCKET, key, version, "etag", 10, w.clock(), f"ev-{name}"), w.pipeline)
+    start_run(SpecUploaded(BUCKET, key, version, "etag", 10, w.clock(), f"ev-{name}"), w.deps)
     return next(r for r in w.ledger.rows.values() if r.spec_name == name)
 
 
@@ -30,12 +30,12 @@ def test_a_retried_run_reports_every_attempts_units_and_the_total() -> None:
     first = run.query_id or ""
     error = {"code": "INTERNAL_ERROR", "message": "worker lost", "retryable": True}
     w.cleanrooms.end(first, "FAILED", error=error, statistics=STATS)
-    track_in_flight(w.pipeline)
+    track_in_flight(w.deps)
     second = w.ledger.only().query_id or ""
 
     # When the second attempt succeeds
     w.cleanrooms.end(second, "SUCCESS")
-    track_in_flight(w.pipeline)
+    track_in_flight(w.deps)
 
     # Then the notification carries both attempts and their sum, not only the last one
     [body] = w.publisher.bodies()
@@ -53,8 +53,8 @@ def test_billed_units_count_once_per_query_against_the_day() -> None:
     w = world(daily_crpu_budget=10.0)
     run = submit(w, "daily")
     w.cleanrooms.end(run.query_id or "", "SUCCESS")
-    track_in_flight(w.pipeline)
-    track_in_flight(w.pipeline)  # a second pass must not count the query again
+    track_in_flight(w.deps)
+    track_in_flight(w.deps)  # a second pass must not count the query again
     assert w.ledger.billed_units("2026-01-05") == 0.5
     assert w.ledger.billed_units("2026-01-06") == 0
 
@@ -65,7 +65,7 @@ def test_no_budget_means_no_limit_and_no_counting() -> None:
     run = submit(w, "daily")
     assert run.state is RunState.RUNNING
     w.cleanrooms.end(run.query_id or "", "SUCCESS")
-    track_in_flight(w.pipeline)
+    track_in_flight(w.deps)
     assert w.ledger.budget == {"2026-01-05": {"earlier": 1000.0}}  # no write per run
 
 
@@ -106,7 +106,7 @@ def test_queued_runs_fail_too_once_the_budget_is_spent_and_tomorrow_starts_again
         result_output={"s3": {"location": "s3://results/first/"}},
         statistics=STATS | {"billedResourceUtilization": {"units": 1.0}},
     )
-    track_in_flight(w.pipeline)
+    track_in_flight(w.deps)
 
     # Then the queued run is not started past the budget: it ends START_FAILED, saying so
     events = {b["spec"]["name"]: b for b in w.publisher.bodies()}

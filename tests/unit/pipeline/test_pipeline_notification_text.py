@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 
 from pipeline_fakes import BUCKET, MEMBERSHIP, world
 
-from crq.events import SpecUploaded
 from crq.ledger import AttemptCost, ErrorInfo, Outcome, Run, RunEvent, RunState, TriggerType
+from crq.notification import build_notification
 from crq.notification_text import notification_text
-from crq.notifier import build_notification
 from crq.starter import start_run
 from crq.tracker import track_in_flight
+from crq.triggers import SpecUploaded
 
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
 ARN = f"arn:aws:cleanrooms:us-east-1:111111111111:membership/{MEMBERSHIP}/analysistemplate/t1"
@@ -107,10 +107,10 @@ def test_member_output_leaves_objects_out_rather_than_an_empty_list() -> None:
         f"membershipIdentifier: {MEMBERSHIP}\nsqlParameters:\n  queryString: SELECT 1\n"
         "resultConfiguration:\n  outputConfiguration:\n    member: {accountId: '222222222222'}\n",
     )
-    start_run(SpecUploaded(BUCKET, key, version, "e", 10, w.clock(), "ev"), w.pipeline)
+    start_run(SpecUploaded(BUCKET, key, version, "e", 10, w.clock(), "ev"), w.deps)
     query_id = w.ledger.only().query_id or ""
     w.cleanrooms.end(query_id, "SUCCESS", result_output={"memberList": [{"accountId": "2" * 12}]})
-    track_in_flight(w.pipeline)
+    track_in_flight(w.deps)
     [body] = w.publisher.bodies()
     assert body["result"] == {"output": {"memberList": [{"accountId": "2" * 12}]}}
     assert "resultPrefix" not in body["query"]

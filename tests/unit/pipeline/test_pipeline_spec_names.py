@@ -51,8 +51,8 @@ def named(name: str) -> str:
 
 def test_two_specs_in_two_folders_get_two_names() -> None:
     w = world()
-    start_run(upload(w, "specs/team-a/x.yaml"), w.pipeline)
-    start_run(upload(w, "specs/team-b/x.yaml"), w.pipeline)
+    start_run(upload(w, "specs/team-a/x.yaml"), w.deps)
+    start_run(upload(w, "specs/team-b/x.yaml"), w.deps)
 
     names = sorted(run.spec_name for run in w.ledger.rows.values())
     assert names == ["team-a/x", "team-b/x"]
@@ -62,9 +62,9 @@ def test_two_specs_in_two_folders_get_two_names() -> None:
 def test_a_second_live_spec_with_the_same_name_is_rejected_naming_the_field() -> None:
     w = world()
     # Given a spec named `weekly` that ran
-    assert start_run(upload(w, "specs/a.yaml", named("weekly")), w.pipeline).outcome == "started"
+    assert start_run(upload(w, "specs/a.yaml", named("weekly")), w.deps).outcome == "started"
     # When another spec takes the same name
-    result = start_run(upload(w, "specs/b.yaml", named("weekly")), w.pipeline)
+    result = start_run(upload(w, "specs/b.yaml", named("weekly")), w.deps)
     # Then it is rejected, on field `name`, saying which spec has it, and nothing starts
     assert result.outcome == "rejected"
     assert len(w.cleanrooms.started()) == 1
@@ -75,15 +75,15 @@ def test_a_second_live_spec_with_the_same_name_is_rejected_naming_the_field() ->
     assert error["field"] == "name"
     assert f"s3://{BUCKET}/specs/a.yaml" in error["message"]
     # And the owner itself runs again under its name
-    assert start_run(upload(w, "specs/a.yaml", named("weekly")), w.pipeline).outcome == "started"
+    assert start_run(upload(w, "specs/a.yaml", named("weekly")), w.deps).outcome == "started"
 
 
 def test_a_name_is_released_when_its_spec_is_deleted() -> None:
     w = world()
-    start_run(upload(w, "specs/a.yaml", named("weekly")), w.pipeline)
+    start_run(upload(w, "specs/a.yaml", named("weekly")), w.deps)
     w.specs.objects.pop((BUCKET, "specs/a.yaml"))  # deleted
 
-    result = start_run(upload(w, "specs/b.yaml", named("weekly")), w.pipeline)
+    result = start_run(upload(w, "specs/b.yaml", named("weekly")), w.deps)
 
     assert result.outcome == "started"
     assert w.ledger.names["weekly"] == "specs/b.yaml"
@@ -91,10 +91,10 @@ def test_a_name_is_released_when_its_spec_is_deleted() -> None:
 
 def test_a_name_is_released_when_its_spec_is_renamed() -> None:
     w = world()
-    start_run(upload(w, "specs/a.yaml", named("weekly")), w.pipeline)
-    start_run(upload(w, "specs/a.yaml", named("weekly-v2")), w.pipeline)  # renamed
+    start_run(upload(w, "specs/a.yaml", named("weekly")), w.deps)
+    start_run(upload(w, "specs/a.yaml", named("weekly-v2")), w.deps)  # renamed
 
-    result = start_run(upload(w, "specs/b.yaml", named("weekly")), w.pipeline)
+    result = start_run(upload(w, "specs/b.yaml", named("weekly")), w.deps)
 
     assert result.outcome == "started"
     assert w.ledger.names == {"weekly": "specs/b.yaml", "weekly-v2": "specs/a.yaml"}

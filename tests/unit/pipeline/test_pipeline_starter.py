@@ -6,29 +6,12 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from pipeline_fakes import BUCKET, MEMBERSHIP, T0, World, sql_spec, template_spec, world
+from pipeline_fakes import BUCKET, MEMBERSHIP, T0, sql_spec, template_spec, upload, world
 
 from crq.errors import StartDeferred, StartRefused
-from crq.events import NotOurs, SpecScheduled, SpecUploaded
 from crq.ledger import NotifyState, RunState, TriggerType, schedule_run_id, upload_run_id
-from crq.starter import launch, start_run
-
-
-def upload(
-    w: World, key: str = "specs/daily.yaml", body: str | None = None, **kw: object
-) -> SpecUploaded:
-    version = w.specs.put(key, body if body is not None else sql_spec())
-    fields = {
-        "bucket": BUCKET,
-        "key": key,
-        "version_id": version,
-        "etag": "etag",
-        "size": 100,
-        "time": w.clock(),
-        "event_id": f"event-{key}-{version}",
-    }
-    fields.update(kw)
-    return SpecUploaded(**fields)  # type: ignore[arg-type]
+from crq.starter import start_run
+from crq.triggers import NotOurs, SpecScheduled
 
 
 def test_an_upload_starts_one_query_and_records_it() -> None:
@@ -36,7 +19,7 @@ def test_an_upload_starts_one_query_and_records_it() -> None:
     # Given a valid spec uploaded under the prefix
     event = upload(w)
     # When the start function handles its event
-    result = start_run(event, w.pipeline)
+    result = start_run(event, w.deps)
     # Then one query runs, and the ledger row says which, with the spec version and trigger
     assert result.outcome == "started"
     [query] = w.cleanrooms.started()
@@ -54,7 +37,7 @@ def test_an_upload_starts_one_query_and_records_it() -> None:
 def test_the_query_is_rendered_at_the_upload_time() -> None:
     w = world()
     event = upload(w, time=datetime(2026, 3, 1, 23, 59, tzinfo=UTC))
-    start_run(event, w.pipeline)
+    start_run(event, w.deps)
     [query] = w.cleanrooms.started()
     assert "DATE '2026-02-28'" in query.request["sqlParameters"]["queryString"]
     s3 = query.request["resultConfiguration"]["outputConfiguration"]["s3"]
@@ -72,44 +55,31 @@ def test_the_query_is_rendered_at_the_upload_time() -> None:
 )
 def test_events_that_are_not_ours_are_ignored_quietly(bucket: str, key: str, why: str) -> None:
     w = world()
-    result = start_run(upload(w, key=key, bucket=bucket), w.pipeline)
+    result = start_run(upload(w, key=key, bucket=bucket), w.deps)
     assert result.outcome == "ignored" and why in (result.detail or "")
     assert w.ledger.rows == {} and w.cleanrooms.calls == [] and w.publisher.messages == []
 
 
 def test_a_delete_is_ignored() -> None:
     w = world()
-    assert start_run(NotOurs("aws.s3 Object Deleted"), w.pipeline).outcome == "ignored"
+    assert start_run(NotOurs("aws.s3 Object Deleted"), w.deps).outcome == "ignored"
     assert w.ledger.rows == {}
 
 
 def test_a_duplicate_delivery_starts_no_second_query() -> None:
     w = world()
     event = upload(w)
-    start_run(event, w.pipeline)
+    start_run(event, w.deps)
     # When S3/EventBridge deliver the same event again
-    again = start_run(event, w.pipeline)
+    again = start_run(event, w.deps)
     assert again.outcome == "in_progress"
     assert len(w.cleanrooms.started()) == 1 and w.cleanrooms.count("start") == 1
 
 
-def test_two_invocations_racing_on_a_queued_run_start_it_once() -> None:
-    w = world()
-    w.cleanrooms.start_failures = [StartDeferred(StartDeferred.QUOTA, "full")]
-    start_run(upload(w), w.pipeline)
-    queued = w.ledger.only()
-    assert queued.state is RunState.QUEUED
-    # Given two invocations that both read the QUEUED run
-    first, second = launch(queued, w.pipeline), launch(queued, w.pipeline)
-    # Then only one got past the QUEUED -> STARTING conditional write
-    assert {first.outcome, second.outcome} == {"started", "in_progress"}
-    assert len(w.cleanrooms.started()) == 1
-
-
 def test_a_new_version_of_the_same_key_is_a_new_run() -> None:
     w = world()
-    start_run(upload(w), w.pipeline)
-    start_run(upload(w), w.pipeline)
+    start_run(upload(w), w.deps)
+    start_run(upload(w), w.deps)
     assert len(w.ledger.rows) == 2 and len(w.cleanrooms.started()) == 2
 
 
@@ -120,7 +90,7 @@ def test_a_schedule_renders_at_the_scheduled_time_and_reads_the_current_version(
     scheduled = datetime(2026, 2, 2, 6, 0, tzinfo=UTC)
     w.clock.now = scheduled + timedelta(seconds=3)
     trigger = SpecScheduled("specs/overlap.yaml", scheduled, "arn:schedule", "exec-1")
-    result = start_run(trigger, w.pipeline)
+    result = start_run(trigger, w.deps)
     assert result.outcome == "started"
     run = w.ledger.only()
     assert run.run_id == schedule_run_id("specs/overlap.yaml", scheduled)
@@ -140,14 +110,14 @@ def test_a_schedule_renders_at_the_scheduled_time_and_reads_the_current_version(
         == "overlap/2026-02-02/"
     )
     # The same schedule firing twice for that time is one run
-    assert start_run(trigger, w.pipeline).outcome == "in_progress"
+    assert start_run(trigger, w.deps).outcome == "in_progress"
     assert len(w.cleanrooms.started()) == 1
 
 
 def test_parameter_values_are_never_stored() -> None:
     w = world()
     w.specs.put("specs/overlap.yaml", template_spec(secret="planted-secret-value"))
-    start_run(SpecScheduled("specs/overlap.yaml", T0, None, None), w.pipeline)
+    start_run(SpecScheduled("specs/overlap.yaml", T0, None, None), w.deps)
     row = w.ledger.only()
     assert "planted-secret-value" not in row.model_dump_json()
     assert row.request is not None
@@ -157,7 +127,7 @@ def test_parameter_values_are_never_stored() -> None:
 def test_a_bad_spec_is_rejected_notified_and_not_started() -> None:
     w = world()
     bad = sql_spec(extra="maxAttempts: 9\ncolour: blue\n")
-    result = start_run(upload(w, body=bad), w.pipeline)
+    result = start_run(upload(w, body=bad), w.deps)
     assert result.outcome == "rejected"
     assert w.cleanrooms.calls == []
     run = w.ledger.only()
@@ -177,13 +147,13 @@ def test_a_bad_spec_is_rejected_notified_and_not_started() -> None:
     assert w.publisher.messages[0].subject == "crq: daily REJECTED"
     assert w.metrics.events == ["ended:SPEC_REJECTED", "published"]
     # A redelivery does not notify twice
-    start_run(upload(w, body=bad, version_id="v1", event_id="again"), w.pipeline)
+    start_run(upload(w, body=bad, version_id="v1", event_id="again"), w.deps)
     assert len(w.publisher.messages) == 1
 
 
 def test_a_schedule_naming_a_missing_spec_is_rejected_with_the_reason() -> None:
     w = world()
-    start_run(SpecScheduled("specs/gone.yaml", T0, None, None), w.pipeline)
+    start_run(SpecScheduled("specs/gone.yaml", T0, None, None), w.deps)
     [body] = w.publisher.bodies()
     assert body["event"] == "SPEC_REJECTED"
     assert body["errors"] == [{"field": "", "message": "the spec object does not exist"}]
@@ -196,7 +166,7 @@ def test_a_schedule_naming_a_missing_spec_is_rejected_with_the_reason() -> None:
 def test_quota_and_throttling_leave_the_run_queued(code: str, waits: timedelta | None) -> None:
     w = world()
     w.cleanrooms.start_failures = [StartDeferred(code, "not now")]
-    result = start_run(upload(w), w.pipeline)
+    result = start_run(upload(w), w.deps)
     assert result.outcome == "queued"
     run = w.ledger.only()
     assert (run.state, run.attempt, run.starting_at) == (RunState.QUEUED, 1, None)
@@ -204,30 +174,12 @@ def test_quota_and_throttling_leave_the_run_queued(code: str, waits: timedelta |
     assert w.metrics.events == ["queued"] and w.publisher.messages == []
 
 
-def test_iam_propagation_delay_is_retried_then_reported() -> None:
-    w = world(iam_max_deferrals=2)
-    iam = StartDeferred(StartDeferred.IAM_DELAY, "role not ready")
-    w.cleanrooms.start_failures = [iam, iam, iam]
-    start_run(upload(w), w.pipeline)
-    run = w.ledger.only()
-    assert run.state is RunState.QUEUED and run.retry_after == T0 + timedelta(seconds=30)
-    # Not before the retry time
-    assert launch(run, w.pipeline).detail == "waiting to retry"
-    w.clock.advance(seconds=31)
-    launch(w.ledger.only(), w.pipeline)
-    assert w.ledger.only().deferrals == 2
-    w.clock.advance(seconds=31)
-    launch(w.ledger.only(), w.pipeline)
-    [body] = w.publisher.bodies()
-    assert body["event"] == "START_FAILED" and body["error"]["code"] == "IAM_SYNCHRONIZATION_DELAY"
-
-
 def test_a_refused_start_ends_start_failed_and_is_notified() -> None:
     w = world()
     w.cleanrooms.start_failures = [
         StartRefused("ValidationException", "no such table", reason="INVALID_QUERY")
     ]
-    result = start_run(upload(w), w.pipeline)
+    result = start_run(upload(w), w.deps)
     assert result.outcome == "start_failed"
     [body] = w.publisher.bodies()
     assert body["event"] == "START_FAILED"
@@ -251,7 +203,7 @@ def test_an_unknown_start_failure_leaves_the_run_starting_and_propagates() -> No
     w = world()
     w.cleanrooms.start_failures = [ConnectionError("reset by peer")]
     with pytest.raises(ConnectionError):
-        start_run(upload(w), w.pipeline)
+        start_run(upload(w), w.deps)
     run = w.ledger.only()
     assert run.state is RunState.STARTING and run.starting_at == T0
     assert w.publisher.messages == []
@@ -266,15 +218,15 @@ def test_a_retry_of_a_starting_run_within_the_grace_does_not_start_again() -> No
 
     w.cleanrooms.after_create = crash
     with pytest.raises(TimeoutError):
-        start_run(event, w.pipeline)
+        start_run(event, w.deps)
     w.cleanrooms.after_create = None
     # Lambda retries the event a minute later
     w.clock.advance(seconds=60)
-    assert start_run(event, w.pipeline).outcome == "in_progress"
+    assert start_run(event, w.deps).outcome == "in_progress"
     assert len(w.cleanrooms.started()) == 1
     # After the grace, a redelivery reconciles: the query that was created is the run's
     w.clock.advance(seconds=61)
-    start_run(event, w.pipeline)
+    start_run(event, w.deps)
     run = w.ledger.only()
     assert run.state is RunState.RUNNING and run.query_id == w.cleanrooms.started()[0].id
     assert len(w.cleanrooms.started()) == 1
@@ -283,9 +235,9 @@ def test_a_retry_of_a_starting_run_within_the_grace_does_not_start_again() -> No
 def test_new_runs_wait_behind_older_queued_runs_of_their_membership() -> None:
     w = world()
     w.cleanrooms.start_failures = [StartDeferred(StartDeferred.QUOTA, "full")]
-    start_run(upload(w, key="specs/first.yaml"), w.pipeline)
+    start_run(upload(w, key="specs/first.yaml"), w.deps)
     w.clock.advance(seconds=1)
-    result = start_run(upload(w, key="specs/second.yaml"), w.pipeline)
+    result = start_run(upload(w, key="specs/second.yaml"), w.deps)
     assert result.outcome == "queued" and "behind 1 older" in (result.detail or "")
     assert w.cleanrooms.count("start") == 1
 
@@ -293,8 +245,8 @@ def test_new_runs_wait_behind_older_queued_runs_of_their_membership() -> None:
 def test_no_start_call_while_crq_queries_fill_the_membership() -> None:
     w = world(membership_query_cap=2)
     for name in ("a", "b"):
-        start_run(upload(w, key=f"specs/{name}.yaml"), w.pipeline)
-    result = start_run(upload(w, key="specs/c.yaml"), w.pipeline)
+        start_run(upload(w, key=f"specs/{name}.yaml"), w.deps)
+    result = start_run(upload(w, key="specs/c.yaml"), w.deps)
     assert result.outcome == "queued"
     assert w.cleanrooms.count("start") == 2
 
@@ -302,15 +254,15 @@ def test_no_start_call_while_crq_queries_fill_the_membership() -> None:
 def test_other_memberships_do_not_hold_a_run_back() -> None:
     w = world()
     w.cleanrooms.start_failures = [StartDeferred(StartDeferred.QUOTA, "full")]
-    start_run(upload(w, key="specs/first.yaml"), w.pipeline)
+    start_run(upload(w, key="specs/first.yaml"), w.deps)
     other = sql_spec(membership="0b7d5e21-93c4-4f0a-8e6d-5c1a2f9b4e38")
-    assert start_run(upload(w, key="specs/other.yaml", body=other), w.pipeline).outcome == "started"
+    assert start_run(upload(w, key="specs/other.yaml", body=other), w.deps).outcome == "started"
 
 
 def test_spec_pipeline_keys_are_recorded() -> None:
     w = world()
     extra = "name: weekly\nmaxRuntimeMinutes: 15\nmaxAttempts: 3\nnotify:\n  team: media\n"
-    start_run(upload(w, body=sql_spec(extra=extra)), w.pipeline)
+    start_run(upload(w, body=sql_spec(extra=extra)), w.deps)
     run = w.ledger.only()
     assert (run.spec_name, run.max_runtime_minutes, run.max_attempts) == ("weekly", 15, 3)
     assert run.notify_attributes == {"team": "media"}
@@ -323,10 +275,10 @@ def test_a_redelivery_within_the_grace_leaves_an_unanswered_start_alone() -> Non
     # Given a start call whose outcome is unknown (nothing visible in Clean Rooms yet)
     w.cleanrooms.start_failures = [ConnectionError("reset by peer")]
     with pytest.raises(ConnectionError):
-        start_run(event, w.pipeline)
+        start_run(event, w.deps)
     # When the event is redelivered 30 seconds later
     w.clock.advance(seconds=30)
-    result = start_run(event, w.pipeline)
+    result = start_run(event, w.deps)
     # Then the run waits: the call may still take effect
     assert result.outcome == "in_progress"
     assert w.ledger.only().state is RunState.STARTING

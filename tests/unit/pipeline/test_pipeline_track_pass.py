@@ -13,16 +13,16 @@ from typing import Any
 from pipeline_fakes import BUCKET, MEMBERSHIP, OTHER_MEMBERSHIP, World, sql_spec, world
 
 from crq.deadline import Deadline
-from crq.events import SpecUploaded
 from crq.ledger import NotifyState, Run, RunState
 from crq.starter import start_run
 from crq.tracker import track_in_flight
+from crq.triggers import SpecUploaded
 
 
 def submit(w: World, name: str, membership: str = MEMBERSHIP) -> Run:
     key = f"specs/{name}.yaml"
     version = w.specs.put(key, sql_spec(membership=membership))
-    start_run(SpecUploaded(BUCKET, key, version, "etag", 10, w.clock(), f"ev-{name}"), w.pipeline)
+    start_run(SpecUploaded(BUCKET, key, version, "etag", 10, w.clock(), f"ev-{name}"), w.deps)
     return next(r for r in w.ledger.rows.values() if r.spec_name == name)
 
 
@@ -57,7 +57,7 @@ def test_a_pass_whose_budget_is_spent_leaves_the_work_for_the_next_tick() -> Non
     runs = ended_runs(w)
 
     # When a tick starts with its budget already spent
-    summary = track_in_flight(w.pipeline, deadline=Deadline(0.0))
+    summary = track_in_flight(w.deps, deadline=Deadline(0.0))
 
     # Then it did nothing, said so, and every run is as it was
     assert (summary.ended, summary.notified, summary.deferred) == (0, 0, 2)
@@ -65,7 +65,7 @@ def test_a_pass_whose_budget_is_spent_leaves_the_work_for_the_next_tick() -> Non
     assert w.publisher.messages == []
 
     # And the next tick ends and notifies each run once
-    summary = track_in_flight(w.pipeline)
+    summary = track_in_flight(w.deps)
     assert (summary.ended, summary.notified) == (6, 6)
     assert len(w.publisher.messages) == 6
 
@@ -75,7 +75,7 @@ def test_a_budget_running_out_mid_pass_loses_nothing_and_notifies_each_run_once(
     runs = ended_runs(w)
 
     # When the budget runs out after a few units of work
-    first = track_in_flight(w.pipeline, deadline=FlipsAfter(4))  # type: ignore[arg-type]
+    first = track_in_flight(w.deps, deadline=FlipsAfter(4))  # type: ignore[arg-type]
 
     # Then what was done is whole (ended and sent), what was not is untouched (running)
     assert first.deferred > 0 and first.ended < 6
@@ -86,7 +86,7 @@ def test_a_budget_running_out_mid_pass_loses_nothing_and_notifies_each_run_once(
             (RunState.ENDED, NotifyState.SENT),
         )
     # And later ticks finish the rest: each run notified exactly once
-    second = track_in_flight(w.pipeline)
+    second = track_in_flight(w.deps)
     assert first.ended + second.ended == 6
     ids = [m.message for m in w.publisher.messages]
     assert len(ids) == 6 and len(set(ids)) == 6
@@ -112,7 +112,7 @@ def test_the_runs_of_a_membership_end_concurrently() -> None:
     w.cleanrooms.list_queries = lambda membership_id, not_before: []  # type: ignore[method-assign]
 
     # When the tick runs, then all three end, each notified once
-    summary = track_in_flight(w.pipeline)
+    summary = track_in_flight(w.deps)
     assert (summary.ended, summary.notified, summary.failures) == (3, 3, [])
 
 
@@ -131,12 +131,12 @@ def test_memberships_are_tracked_concurrently() -> None:
     w.cleanrooms.list_queries = list_queries  # type: ignore[method-assign]
 
     # When the tick runs, then both were tracked, neither failed
-    summary = track_in_flight(w.pipeline)
+    summary = track_in_flight(w.deps)
     assert (summary.memberships, summary.failures) == (2, [])
 
 
 def test_a_pass_with_one_worker_does_the_same_work() -> None:
     w = world(track_workers=1)
     ended_runs(w)
-    summary = track_in_flight(w.pipeline)
+    summary = track_in_flight(w.deps)
     assert (summary.ended, summary.notified, summary.deferred) == (6, 6, 0)

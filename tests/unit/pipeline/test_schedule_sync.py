@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from crq.errors import ConfigError, SpecUnreadable
-from crq.events import SpecDeleted, SpecUploaded
 from crq.ports import SpecObject
 from crq.schedule_state import ManagedSchedule, ScheduleDeps, SpecState, StateClaimRefused
 from crq.schedule_sync import sync_schedule
 from crq.settings import Settings
 from crq.spec_names import default_name
+from crq.triggers import SpecDeleted, SpecUploaded
 
 NOW = datetime(2026, 3, 25, 9, 0, tzinfo=UTC)  # a Wednesday
 BUCKET, KEY = "specs-bucket", "specs/weekly.yaml"
@@ -227,7 +227,7 @@ def test_a_stack_without_its_schedule_settings_fails_by_name(world: Any) -> None
 
 
 def test_schedule_notices_carry_the_contract_version() -> None:
-    from crq.notifier import CONTRACT_VERSION
+    from crq.notification import CONTRACT_VERSION
     from crq.schedule_notice import ScheduleNotification
 
     assert ScheduleNotification.model_fields["version"].default == CONTRACT_VERSION

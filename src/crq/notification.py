@@ -1,11 +1,9 @@
-"""The notification contract (version "1") and its delivery, exactly once per ended run.
+"""The notification contract (version "1.1"): its models, body, subject, attributes and schema.
 
-The body is built from the run alone (its stored `Outcome`), so a re-published notification is
-byte-for-byte the first one, with the same `notificationId`. Delivery follows the claim protocol:
-claim (conditional write: PENDING, or CLAIMED with an expired lease -> CLAIMED with a new lease;
-a run is ended and claimed in the same write), publish, then SENT (which also takes the run out of the InFlight index and sets its TTL). A
-publish that fails leaves the claim; a later track re-publishes once the lease has passed.
-docs/notifications.md documents the contract for subscribers.
+Pure: the body is built from the run alone (its stored `Outcome`), so a re-published
+notification is byte-for-byte the first one, with the same `notificationId`. Publishing it,
+exactly once per ended run, is `crq.delivery`'s job. docs/notifications.md documents the
+contract for subscribers.
 """
 
 from __future__ import annotations
@@ -20,20 +18,7 @@ from pydantic.alias_generators import to_camel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
-from crq.errors import PublishFailed, StaleRun
-from crq.ledger import (
-    ErrorInfo,
-    FieldProblem,
-    NotifyState,
-    Outcome,
-    ResultObject,
-    Run,
-    RunEvent,
-    RunState,
-    expiry,
-)
-from crq.notification_text import notification_text
-from crq.ports import Pipeline
+from crq.ledger import ErrorInfo, FieldProblem, ResultObject, Run, RunEvent
 
 logger = Logger(child=True)
 
@@ -57,7 +42,10 @@ RESERVED_ATTRIBUTES = ("event", "status", "membershipId", "specName")
 MAX_ATTRIBUTES = 10
 
 
-class _Body(BaseModel):
+class ContractModel(BaseModel):
+    """The base of every notification body model (run and schedule notifications): camelCase
+    keys on the wire, snake_case fields, nothing unknown."""
+
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
@@ -68,18 +56,18 @@ class _Body(BaseModel):
     )
 
 
-class NotificationSpec(_Body):
+class NotificationSpec(ContractModel):
     name: str = Field(description="The spec's `name` (default: the file's stem).")
     source: str = Field(description="s3://bucket/key of the spec file.")
     version: str | None = Field(None, description="S3 version id of the spec object.")
 
 
-class NotificationTrigger(_Body):
+class NotificationTrigger(ContractModel):
     type: Literal["s3", "schedule"]
     time: datetime = Field(description="Upload time, or the schedule's scheduled time.")
 
 
-class NotificationQuery(_Body):
+class NotificationQuery(ContractModel):
     id: str | None = Field(None, description="Protected query id (absent if none started).")
     membership_id: str | None = None
     membership_arn: str | None = None
@@ -97,7 +85,7 @@ class NotificationQuery(_Body):
     )
 
 
-class NotificationResult(_Body):
+class NotificationResult(ContractModel):
     output: dict[str, Any] = Field(description="GetProtectedQuery result.output, as is.")
     objects: list[ResultObject] | None = Field(
         None, description="Files written under the output's S3 location(s): uri and size."
@@ -112,7 +100,7 @@ class NotificationResult(_Body):
     )
 
 
-class NotificationError(_Body):
+class NotificationError(ContractModel):
     code: str = Field(
         description="A stable machine code: Clean Rooms' exception (ValidationException...) or "
         "query error code, or crq's own (START_NOT_CONFIRMED, DAILY_BUDGET_EXHAUSTED...)."
@@ -124,7 +112,7 @@ class NotificationError(_Body):
     retryable: bool
 
 
-class NotificationAttempt(_Body):
+class NotificationAttempt(ContractModel):
     query_id: str
     status: str = Field(description="How the attempt's query ended (QUERY_NOT_FOUND: unknown).")
     billed_units: float | None = Field(
@@ -132,12 +120,12 @@ class NotificationAttempt(_Body):
     )
 
 
-class NotificationCost(_Body):
+class NotificationCost(ContractModel):
     attempts: list[NotificationAttempt] = Field(description="Every attempt that ran a query.")
     total_billed_units: float = Field(description="The sum of the attempts' billed units.")
 
 
-class Notification(_Body):
+class Notification(ContractModel):
     """The JSON body of every message crq publishes. Keys that do not apply are left out."""
 
     version: Literal["1.1"] = CONTRACT_VERSION
@@ -346,114 +334,3 @@ def attributes(run: Run) -> dict[str, str]:
             continue
         attrs[name] = value
     return attrs
-
-
-def deliver(run: Run, pipeline: Pipeline) -> Run:
-    """Publish an ended run's notification unless it is sent or claimed by someone else.
-
-    Returns the run as stored afterwards. A lost claim race returns the run unchanged; a publish
-    failure is logged and leaves the claim for a later track (it never raises for it).
-    """
-    now = pipeline.clock()
-    if not run.needs_notification(now):
-        return run
-    try:
-        claimed = pipeline.ledger.save(
-            run.evolve(
-                now,
-                notify_state=NotifyState.CLAIMED,
-                notify_lease_until=now + pipeline.settings.notify_lease,
-            )
-        )
-    except StaleRun:
-        logger.info("notification claimed elsewhere", extra={"runId": run.run_id})
-        return run
-    return publish_claimed(claimed, pipeline)
-
-
-def publish_claimed(claimed: Run, pipeline: Pipeline) -> Run:
-    """Publish the notification of a run this invocation holds the claim of, then mark it SENT
-    (which takes it out of the InFlight index and sets its TTL)."""
-    notification = build_notification(claimed)
-    try:
-        message_id = pipeline.publisher.publish(
-            subject(claimed),
-            notification.to_json(),
-            attributes(claimed),
-            text=notification_text(notification),  # e-mail subscribers get readable text
-        )
-    except PublishFailed:
-        logger.exception(
-            "notification not published; a later track retries it",
-            extra={"runId": claimed.run_id, "notificationId": notification.notification_id},
-        )
-        return claimed
-    pipeline.metrics.notification_published()
-    logger.info(
-        "notification published",
-        extra={
-            "runId": claimed.run_id,
-            "notificationId": notification.notification_id,
-            "event": notification.event.value,
-            "messageId": message_id,
-        },
-    )
-    done = pipeline.clock()
-    try:
-        return pipeline.ledger.save(
-            claimed.evolve(
-                done,
-                notify_state=NotifyState.SENT,
-                notify_lease_until=None,
-                notified_at=done,
-                expires_at=expiry(done, pipeline.settings.run_retention_days),
-            )
-        )
-    except StaleRun:
-        # Only a claim whose lease expired mid-publish gets here; the other claimant publishes
-        # the same notificationId again, which consumers drop.
-        logger.warning(
-            "notification sent but marked by another claimant", extra={"runId": claimed.run_id}
-        )
-        return claimed
-
-
-def claimed_end(run: Run, outcome: Outcome, pipeline: Pipeline, now: datetime) -> Run:
-    """The run ended with `outcome` and its notification claimed by the writer (with a lease):
-    ending and claiming are one conditional write, so of two invocations ending a run, the one
-    whose write lands publishes, and the other does nothing."""
-    return run.evolve(
-        now,
-        state=RunState.ENDED,
-        outcome=outcome,
-        query_status=outcome.query_status or run.query_status,
-        notify_state=NotifyState.CLAIMED,
-        notify_lease_until=now + pipeline.settings.notify_lease,
-    )
-
-
-def end_run(run: Run, outcome: Outcome, pipeline: Pipeline) -> Run | None:
-    """Record how a run ended, claiming its notification in the same write, count it, and
-    publish the notification.
-
-    Returns None if another invocation changed the run first (it owns the ending then).
-    """
-    now = pipeline.clock()
-    try:
-        ended = pipeline.ledger.save(claimed_end(run, outcome, pipeline, now))
-    except StaleRun:
-        logger.info("run ended elsewhere", extra={"runId": run.run_id})
-        return None
-    pipeline.metrics.run_ended(outcome)
-    logger.info(
-        "run ended",
-        extra={
-            "runId": run.run_id,
-            "specName": run.spec_name,
-            "event": outcome.event.value,
-            "attempt": run.attempt,
-            "queryId": run.query_id,
-            "errorCode": outcome.error.code if outcome.error else None,
-        },
-    )
-    return publish_claimed(ended, pipeline)

@@ -20,7 +20,7 @@ from crq.ledger import (
     RunEvent,
     RunState,
 )
-from crq.notifier import (
+from crq.notification import (
     RESERVED_ATTRIBUTES,
     attributes,
     build_notification,

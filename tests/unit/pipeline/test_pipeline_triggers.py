@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from crq.events import (
+from crq.triggers import (
     QueryChanged,
     SpecDeleted,
     SpecScheduled,

@@ -1,0 +1,37 @@
+"""The start function's use case: a spec uploaded or deleted, or a schedule naming a spec.
+
+An upload or a deletion first syncs the spec's schedule (crq.schedule_sync). A deletion stops
+there, and so does an upload the sync says not to run now (a scheduled spec without
+`runOnUpload`); any other upload, and a schedule firing, starts a run (crq.starter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from crq.ports import Collaborators
+from crq.schedule_state import ScheduleDeps
+from crq.schedule_sync import sync_schedule
+from crq.starter import start_run
+from crq.triggers import SpecDeleted, SpecUploaded, StartTrigger
+
+
+def sync_and_start(
+    trigger: StartTrigger | SpecDeleted,
+    deps: Collaborators,
+    schedule_deps: Callable[[], ScheduleDeps],
+) -> dict[str, Any]:
+    """What the start function returns for `trigger` (and logs).
+
+    `schedule_deps` builds the schedule use case's collaborators when a trigger needs them."""
+    synced = None
+    if isinstance(trigger, SpecUploaded | SpecDeleted):  # the spec's schedule first
+        synced = sync_schedule(trigger, schedule_deps())
+    if synced is not None and (isinstance(trigger, SpecDeleted) or not synced.run_now):
+        return synced.as_dict()
+    assert not isinstance(trigger, SpecDeleted)  # a deletion always stops above
+    result = start_run(trigger, deps).as_dict()
+    if synced is not None and synced.outcome not in ("ignored", "unscheduled"):
+        result["schedule"] = synced.outcome
+    return result
