@@ -22,7 +22,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -69,9 +69,13 @@ class SyncResult:
     run_now: bool
     schedule: str | None = None
     detail: str | None = None
+    # The uploaded version as read here, for the start use case (one read per upload).
+    spec_object: SpecObject | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return {key: value for key, value in asdict(self).items() if value is not None}
+        shown = {"outcome": self.outcome, "run_now": self.run_now}
+        shown |= {"schedule": self.schedule, "detail": self.detail}
+        return {key: value for key, value in shown.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,9 @@ def sync_schedule(change: SpecUploaded | SpecDeleted, deps: ScheduleDeps) -> Syn
     wanted = wanted.keeping_anchor(previous)
 
     def result(outcome: str, detail: str | None = None) -> SyncResult:
-        return SyncResult(outcome, wanted.run_now, name if outcome != "ignored" else None, detail)
+        schedule = name if outcome != "ignored" else None
+        read = wanted.obj if uploaded else None
+        return SyncResult(outcome, wanted.run_now, schedule, detail, spec_object=read)
 
     if previous is not None and previous.applied:
         if previous.sequencer > sequencer:
@@ -232,7 +238,8 @@ def _wanted(change: SpecUploaded | SpecDeleted, deps: ScheduleDeps) -> _Wanted:
         reason = "the spec file cannot be read" if uploaded else "the spec file was deleted"
         return _Wanted(None, run_now=uploaded, reason=reason)
     except SpecInvalid:
-        return _Wanted(None, run_now=uploaded, reason="the spec is invalid (see SPEC_REJECTED)")
+        reason = "the spec is invalid (see SPEC_REJECTED)"
+        return _Wanted(None, run_now=uploaded, reason=reason, obj=obj)
     if spec.schedule is None:
         return _Wanted(
             None, run_now=uploaded, reason="the spec has no schedule", spec=spec, obj=obj

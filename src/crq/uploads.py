@@ -31,7 +31,8 @@ def sync_and_start(
     if synced is not None and (isinstance(trigger, SpecDeleted) or not synced.run_now):
         return synced.as_dict()
     assert not isinstance(trigger, SpecDeleted)  # a deletion always stops above
-    result = start_run(trigger, deps).as_dict()
+    # The sync read the uploaded version already: the start takes it (one read per upload).
+    result = start_run(trigger, deps, synced.spec_object if synced else None).as_dict()
     if synced is not None and synced.outcome not in ("ignored", "unscheduled"):
         result["schedule"] = synced.outcome
     return result

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from crq.errors import (
+    NameClaimed,
     PublishFailed,
     QueryAlreadyEnded,
     QueryNotFound,
@@ -52,9 +53,14 @@ class FakeLedger:
         self.names: dict[str, str] = {}  # spec name claims: name -> spec key
         self.budget: dict[str, dict[str, float]] = {}  # day -> query id -> units
 
-    def create(self, run: Run) -> Run | None:
+    def create(self, run: Run, *, claim_name: str | None = None) -> Run | None:
         if run.run_id in self.rows:
             return None
+        if claim_name is not None:  # the name claim in the same write: both or neither
+            owner = self.names.get(claim_name, run.spec_key)
+            if owner != run.spec_key:
+                raise NameClaimed(claim_name, owner)
+            self.names[claim_name] = run.spec_key
         stored = run.model_copy(update={"revision": 1})
         self.rows[run.run_id] = stored
         self.writes += 1
