@@ -146,7 +146,9 @@ class SlowPublisher:
     def __init__(self, calls: Calls) -> None:
         self.calls = calls
 
-    def publish(self, subject: str, message: str, attributes: Mapping[str, str]) -> str:
+    def publish(
+        self, subject: str, message: str, attributes: Mapping[str, str], text: str | None = None
+    ) -> str:
         self.calls("sns.Publish")
         return str(uuid.uuid4())
 
