@@ -18,7 +18,9 @@ min / median / max so the machine's noise shows. Nothing here asserts, and nothi
 4. start cost   the per-membership index: rows a start reads with 0 and 1,000 other runs in
                 flight in other memberships (DynamoDB under moto).
 5. burst        200 specs over 4 memberships, cap 5, queries of d = 2 s, a tick every d/10:
-                makespan / ideal (ceil(200/20) x d), in one process.
+                makespan / ideal (ceil(200/20) x d), in one process: ticks only (the issue's
+                set-up), then with the status events handed to the track function too (as
+                deployed); and the CPU-seconds the process spent (one GIL is the limit).
 6. engine       a query through the engine's execution path / the same SQL in DuckDB directly:
                 small CSV, 1M-row Parquet, small table beside a 1M-row one.
 7. spec checks  load_spec + render, specs/s, and against yaml.safe_load.
