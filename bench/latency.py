@@ -43,8 +43,11 @@ class SlowLedger:
         self.rows: dict[str, Run] = {}
         self._lock = threading.Lock()
 
-    def create(self, run: Run, *, claim_name: str | None = None) -> Run | None:
-        self.calls("dynamodb.TransactWriteItems" if claim_name else "dynamodb.PutItem")
+    def create(
+        self, run: Run, *, claim_name: str | None = None, no_schedule_record: str | None = None
+    ) -> Run | None:
+        both = claim_name or no_schedule_record
+        self.calls("dynamodb.TransactWriteItems" if both else "dynamodb.PutItem")
         with self._lock:
             if run.run_id in self.rows:
                 return None

@@ -44,6 +44,16 @@ class NameClaimed(CrqError):
         self.owner = owner
 
 
+class ScheduleRecordFound(CrqError):
+    """A run created on the condition that its spec key has no schedule to sync was not
+    created: the key's spec-state record holds a schedule, or an event not yet applied
+    (crq.uploads then syncs the schedule first, and starts again)."""
+
+    def __init__(self, record_id: str) -> None:
+        super().__init__(f"spec-state record {record_id} has a schedule to sync")
+        self.record_id = record_id
+
+
 class SpecUnreadable(CrqError):
     """The spec object cannot be read (missing, deleted version, access denied, too large)."""
 

@@ -84,13 +84,19 @@ class StartResult:
 
 
 def create_queued(
-    run: Run, deps: Collaborators, reason: str, *, claim_name: str | None = None
+    run: Run,
+    deps: Collaborators,
+    reason: str,
+    *,
+    claim_name: str | None = None,
+    no_schedule_record: str | None = None,
 ) -> Run | None:
     """A new run created QUEUED (it waits for `reason`); None if the trigger's run exists.
 
-    `claim_name` (here and in the other creates): the spec name claimed in the same write
-    (`Ledger.create`; NameClaimed if another spec holds it, and nothing is written)."""
-    created = deps.ledger.create(run, claim_name=claim_name)
+    `claim_name`, `no_schedule_record` (here and in the other creates): the spec name claimed,
+    and the spec-state condition checked, in the same write (`Ledger.create`: NameClaimed or
+    ScheduleRecordFound, and nothing written, when they do not hold)."""
+    created = deps.ledger.create(run, claim_name=claim_name, no_schedule_record=no_schedule_record)
     if created is not None:
         deps.metrics.start_queued()
         logger.info("run queued", extra={**log_fields(created), "reason": reason})
@@ -104,11 +110,14 @@ def create_starting(
     now: datetime,
     *,
     claim_name: str | None = None,
+    no_schedule_record: str | None = None,
 ) -> Run | None:
     """A new run created STARTING at `now` (the intent, so one write precedes the start call),
     to be submitted with `submit_recorded`; None if the trigger's run exists."""
     starting = deps.ledger.create(
-        _intent(run, request, secrets.token_hex(16), now), claim_name=claim_name
+        _intent(run, request, secrets.token_hex(16), now),
+        claim_name=claim_name,
+        no_schedule_record=no_schedule_record,
     )
     if starting is not None:
         logger.info("run created starting", extra=log_fields(starting))
@@ -116,13 +125,20 @@ def create_starting(
 
 
 def create_ended(
-    run: Run, outcome: Outcome, deps: Collaborators, *, claim_name: str | None = None
+    run: Run,
+    outcome: Outcome,
+    deps: Collaborators,
+    *,
+    claim_name: str | None = None,
+    no_schedule_record: str | None = None,
 ) -> Run | None:
     """A new run that ends before any start (a rejected spec, a refusal): created ended and
     claimed in one write, counted, and its notification published by this invocation. None if
     the trigger's run exists."""
     created = deps.ledger.create(
-        claimed_end(run, outcome, deps, outcome.ended_at), claim_name=claim_name
+        claimed_end(run, outcome, deps, outcome.ended_at),
+        claim_name=claim_name,
+        no_schedule_record=no_schedule_record,
     )
     if created is None:
         return None

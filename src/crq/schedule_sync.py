@@ -71,6 +71,9 @@ class SyncResult:
     detail: str | None = None
     # The uploaded version as read here, for the start use case (one read per upload).
     spec_object: SpecObject | None = field(default=None, repr=False, compare=False)
+    # An unscheduled upload whose spec-state record was not read (`defer_unscheduled`): the
+    # run's creating write checks it has no schedule to sync (Ledger.create).
+    unchecked_record: str | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         shown = {"outcome": self.outcome, "run_now": self.run_now}
@@ -97,7 +100,12 @@ class _Wanted:
         return replace(self, desired=had)
 
 
-def sync_schedule(change: SpecUploaded | SpecDeleted, deps: ScheduleDeps) -> SyncResult:
+def sync_schedule(
+    change: SpecUploaded | SpecDeleted, deps: ScheduleDeps, *, defer_unscheduled: bool = False
+) -> SyncResult:
+    """`defer_unscheduled`: an upload that wants no schedule and runs now does not read its
+    spec-state record; the result names it (`unchecked_record`) for the run's creating write to
+    check, and the caller syncs fully only if that check fails (crq.uploads)."""
     settings = deps.settings
     uploaded = isinstance(change, SpecUploaded)
     problem = _not_ours(change.bucket, change.key, settings)
@@ -108,6 +116,9 @@ def sync_schedule(change: SpecUploaded | SpecDeleted, deps: ScheduleDeps) -> Syn
     wanted = _wanted(change, deps)
     sid = state_id(change.bucket, change.key)
     name = schedule_name(change.key)
+    if defer_unscheduled and uploaded and wanted.desired is None and wanted.run_now:
+        # What step 3 finds for most uploads, checked by the run's write instead of a read.
+        return SyncResult("unscheduled", True, name, spec_object=wanted.obj, unchecked_record=sid)
     sequencer = comparable_sequencer(change.sequencer or _time_sequencer(change.time))
     previous = deps.states.get(sid)
     wanted = wanted.keeping_anchor(previous)

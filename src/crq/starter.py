@@ -81,17 +81,22 @@ class _Source:
 
 
 def start_run(
-    trigger: StartTrigger, deps: Collaborators, spec_object: SpecObject | None = None
+    trigger: StartTrigger,
+    deps: Collaborators,
+    spec_object: SpecObject | None = None,
+    no_schedule_record: str | None = None,
 ) -> StartResult:
     """`spec_object`: the spec version the trigger names, when the caller read it already
-    (the upload's schedule sync), so it is read once per upload."""
+    (the upload's schedule sync), so it is read once per upload. `no_schedule_record`: the run
+    is created only if that spec-state record holds no schedule to sync (else
+    ScheduleRecordFound is raised and nothing is written; crq.uploads)."""
     source = _source_of(trigger, deps)
     if isinstance(source, StartResult):
         logger.info("event ignored: not ours", extra={"reason": source.detail})
         return source
     # No read first: the run is created in the state it will have, conditionally; a duplicate
     # delivery learns that from the failed condition and only then reads the run.
-    return _create(source, deps, spec_object)
+    return _create(source, deps, spec_object, no_schedule_record)
 
 
 def _source_of(trigger: StartTrigger, deps: Collaborators) -> _Source | StartResult:
@@ -138,7 +143,21 @@ def _source_of(trigger: StartTrigger, deps: Collaborators) -> _Source | StartRes
     raise TypeError(f"unknown trigger {trigger!r}")
 
 
-def _create(source: _Source, deps: Collaborators, given: SpecObject | None) -> StartResult:
+@dataclass(frozen=True)
+class _Conditions:
+    """What the run's creating write also does: claim the spec's name, and check that the
+    spec's state record has no schedule to sync (Ledger.create)."""
+
+    claim: str | None = None
+    record: str | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"claim_name": self.claim, "no_schedule_record": self.record}
+
+
+def _create(
+    source: _Source, deps: Collaborators, given: SpecObject | None, record: str | None
+) -> StartResult:
     from crq.spec import SpecInvalid, load_spec, render_request
 
     now = deps.clock()
@@ -163,7 +182,7 @@ def _create(source: _Source, deps: Collaborators, given: SpecObject | None) -> S
         run = run.model_copy(update={"spec_name": spec.name})
         request = render_request(spec, render_context(spec, run))
     except (SpecUnreadable, SpecInvalid) as exc:
-        return _reject_new(run, problems_of(exc), deps)
+        return _reject_new(run, problems_of(exc), deps, _Conditions(record=record))
     run = run.model_copy(
         update={
             "membership_id": request["membershipIdentifier"],
@@ -177,43 +196,43 @@ def _create(source: _Source, deps: Collaborators, given: SpecObject | None) -> S
     # another spec: decided on its own (a name another live spec uses is a spec error; one its
     # holder no longer uses passes to this spec), then the run is created.
     try:
-        return _place(run, request, deps, now, claim=spec.name)
+        return _place(run, request, deps, now, _Conditions(spec.name, record))
     except NameClaimed:
         taken = claim_name(spec.name, source.bucket, source.key, deps)
         if taken is not None:
-            return _reject_new(run, [taken], deps)
-        return _place(run, request, deps, now, claim=None)
+            return _reject_new(run, [taken], deps, _Conditions(record=record))
+        return _place(run, request, deps, now, _Conditions(record=record))
 
 
 def _place(
-    run: Run, request: dict[str, Any], deps: Collaborators, now: datetime, claim: str | None
+    run: Run, request: dict[str, Any], deps: Collaborators, now: datetime, also: _Conditions
 ) -> StartResult:
-    """Create the run in the state it will have (queued, refused, or starting), claiming the
-    spec's name `claim` in the same write; start it if it may."""
+    """Create the run in the state it will have (queued, refused, or starting), with `also` in
+    the same write; start it if it may."""
     reason = reason_to_wait(run, deps)
     if reason:
-        if create_queued(run, deps, reason, claim_name=claim) is None:
+        if create_queued(run, deps, reason, **also.kwargs()) is None:
             return _resume_by_id(run.run_id, deps)
         return StartResult(StartOutcome.QUEUED, run_id=run.run_id, detail=reason)
     refused = refusal(run, request, deps, now)
     if refused is not None:  # created ended: nothing is started, nothing billed
-        return _end_new(run, refused, deps, claim)
+        return _end_new(run, refused, deps, also)
     # A free slot: the run is created STARTING (the intent), so one write precedes the call.
-    starting = create_starting(run, request, deps, now, claim_name=claim)
+    starting = create_starting(run, request, deps, now, **also.kwargs())
     if starting is None:
         return _resume_by_id(run.run_id, deps)
     return submit_recorded(starting, request, deps)
 
 
-def _reject_new(run: Run, problems: list[FieldProblem], deps: Collaborators) -> StartResult:
-    return _end_new(run, rejection(problems, deps.clock()), deps)
-
-
-def _end_new(
-    run: Run, outcome: Outcome, deps: Collaborators, claim: str | None = None
+def _reject_new(
+    run: Run, problems: list[FieldProblem], deps: Collaborators, also: _Conditions
 ) -> StartResult:
+    return _end_new(run, rejection(problems, deps.clock()), deps, also)
+
+
+def _end_new(run: Run, outcome: Outcome, deps: Collaborators, also: _Conditions) -> StartResult:
     """A new run that ends before any start (a rejected spec, a refusal)."""
-    if create_ended(run, outcome, deps, claim_name=claim) is None:
+    if create_ended(run, outcome, deps, **also.kwargs()) is None:
         return _resume_by_id(run.run_id, deps)
     return refused_result(run, outcome)
 

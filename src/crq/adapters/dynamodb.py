@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from crq.adapters.aws_errors import error_code
-from crq.errors import NameClaimed, StaleRun
+from crq.errors import NameClaimed, ScheduleRecordFound, StaleRun
 from crq.ledger import ActiveRun, Run, in_flight_since
 from crq.schedule_state import DesiredSchedule, SpecState, StateClaimRefused
 
@@ -137,11 +137,17 @@ class DynamoLedger:
         self._table = table_name
         self._client = client
 
-    def create(self, run: Run, *, claim_name: str | None = None) -> Run | None:
+    def create(
+        self,
+        run: Run,
+        *,
+        claim_name: str | None = None,
+        no_schedule_record: str | None = None,
+    ) -> Run | None:
         stored = run.model_copy(update={"revision": 1})
         item = self._typed(to_item(stored))
-        if claim_name is not None:
-            return self._create_claiming(stored, item, claim_name)
+        if claim_name is not None or no_schedule_record is not None:
+            return self._create_in_transaction(stored, item, claim_name, no_schedule_record)
         try:
             self._client.put_item(
                 TableName=self._table,
@@ -154,45 +160,58 @@ class DynamoLedger:
             raise
         return stored
 
-    def _create_claiming(self, stored: Run, item: dict[str, Any], name: str) -> Run | None:
-        """The run and its spec's name claim in one transaction (two conditional puts)."""
+    def _create_in_transaction(
+        self, stored: Run, item: dict[str, Any], name: str | None, record: str | None
+    ) -> Run | None:
+        """The run, its spec's name claim and the spec-state condition in one transaction."""
+        run_put = {
+            "TableName": self._table,
+            "Item": item,
+            "ConditionExpression": "attribute_not_exists(runId)",
+        }
+        writes: list[Any] = [{"Put": run_put}]
+        if name is not None:
+            claim = {
+                "TableName": self._table,
+                "Item": self._name_claim(name, stored.spec_key, stored.created_at),
+                "ConditionExpression": "attribute_not_exists(runId) OR specKey = :key",
+                "ExpressionAttributeValues": {":key": {"S": stored.spec_key}},
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+            writes.append({"Put": claim})
+        if record is not None:
+            # What schedule_sync leaves alone for an unscheduled upload: no record, or one
+            # applied without a schedule.
+            check = {
+                "TableName": self._table,
+                "Key": {"runId": {"S": record}},
+                "ConditionExpression": "attribute_not_exists(runId) OR "
+                "(attribute_not_exists(desired) AND applied = :yes)",
+                "ExpressionAttributeValues": {":yes": {"BOOL": True}},
+            }
+            writes.append({"ConditionCheck": check})
         for attempt in range(_CONFLICT_ATTEMPTS):
             try:
-                self._client.transact_write_items(
-                    TransactItems=[
-                        {
-                            "Put": {
-                                "TableName": self._table,
-                                "Item": item,
-                                "ConditionExpression": "attribute_not_exists(runId)",
-                            }
-                        },
-                        {
-                            "Put": {
-                                "TableName": self._table,
-                                "Item": self._name_claim(name, stored.spec_key, stored.created_at),
-                                "ConditionExpression": "attribute_not_exists(runId) OR "
-                                "specKey = :key",
-                                "ExpressionAttributeValues": {":key": {"S": stored.spec_key}},
-                                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                            }
-                        },
-                    ]
-                )
+                self._client.transact_write_items(TransactItems=writes)
             except ClientError as exc:
                 if error_code(exc) != "TransactionCanceledException":
                     raise
-                run_reason, name_reason = _reasons(exc, 2)
+                reasons = _reasons(exc, len(writes))
+                run_reason = reasons[0]
+                name_reason = reasons[1] if name is not None else {}
+                record_reason = reasons[-1] if record is not None else {}
                 if run_reason.get("Code") == "ConditionalCheckFailed":
                     return None  # the run exists: a duplicate delivery
-                if name_reason.get("Code") == "ConditionalCheckFailed":
+                if record is not None and record_reason.get("Code") == "ConditionalCheckFailed":
+                    raise ScheduleRecordFound(record) from exc
+                if name is not None and name_reason.get("Code") == "ConditionalCheckFailed":
                     owner = (name_reason.get("Item") or {}).get("specKey", {}).get("S")
                     if owner is None:  # not returned: read it
                         owner = self._name_owner(name)
                     if owner is not None and owner != stored.spec_key:
                         raise NameClaimed(name, owner) from exc
                     continue  # released meanwhile: try again
-                conflict = {run_reason.get("Code"), name_reason.get("Code")}
+                conflict = {reason.get("Code") for reason in reasons}
                 if "TransactionConflict" in conflict and attempt + 1 < _CONFLICT_ATTEMPTS:
                     continue  # another transaction on the same item (a concurrent duplicate)
                 raise

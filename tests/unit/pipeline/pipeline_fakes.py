@@ -53,7 +53,13 @@ class FakeLedger:
         self.names: dict[str, str] = {}  # spec name claims: name -> spec key
         self.budget: dict[str, dict[str, float]] = {}  # day -> query id -> units
 
-    def create(self, run: Run, *, claim_name: str | None = None) -> Run | None:
+    def create(
+        self,
+        run: Run,
+        *,
+        claim_name: str | None = None,
+        no_schedule_record: str | None = None,  # holds no spec-state records: always met
+    ) -> Run | None:
         if run.run_id in self.rows:
             return None
         if claim_name is not None:  # the name claim in the same write: both or neither
