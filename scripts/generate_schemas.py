@@ -1,8 +1,8 @@
 """Write the JSON Schemas of crq's user-facing contracts into schema/ (`make schema`).
 
 Each schema comes from the code that enforces the contract, so the two cannot disagree:
-spec.schema.json from botocore's Clean Rooms model (through crq.apimodel) and the pipeline keys'
-pydantic model (crq.spec.PipelineKeys); notification.schema.json from crq.notification's models.
+spec.schema.json from botocore's Clean Rooms model (through crq.spec.apimodel) and the pipeline keys'
+pydantic model (crq.spec.model.PipelineKeys); notification.schema.json from crq.notification's models.
 tests/unit/test_schemas.py fails when a committed file differs from what this script writes.
 
     python scripts/generate_schemas.py           # write every schema
@@ -31,8 +31,8 @@ PLACEHOLDER_NOTE = (
 
 def spec_schema() -> dict[str, Any]:
     """The spec file: the StartProtectedQuery request as the model has it, plus pipeline keys."""
-    from crq.apimodel import json_schema
-    from crq.spec import (
+    from crq.spec.apimodel import json_schema
+    from crq.spec.model import (
         MAX_NOTIFY_VALUE_LENGTH,
         NOTIFY_NAME_PATTERN,
         REQUEST_SHAPE,
@@ -51,7 +51,7 @@ def spec_schema() -> dict[str, Any]:
     sql_props["queryString"] = _templated(sql_props["queryString"])
     params = sql_props["parameters"]
     params["additionalProperties"] = _templated(params["additionalProperties"])
-    # The rules the model cannot express (crq.spec._semantic_errors enforces them too).
+    # The rules the model cannot express (crq.spec.request enforces them too).
     sql["oneOf"] = [{"required": ["queryString"]}, {"required": ["analysisTemplateArn"]}]
     sql["dependentRequired"] = {"parameters": ["analysisTemplateArn"]}
 

@@ -34,7 +34,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from crq.apimodel import ROOT_LOCATION
+from crq.spec.apimodel import ROOT_LOCATION
 from crq_local.sandbox.consumer import subscribe_queue
 from crq_local.sandbox.exports import READY_MARKER, parse_exports
 from crq_local.sandbox.notifications import (

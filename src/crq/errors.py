@@ -36,7 +36,7 @@ class StaleRun(CrqError):
 
 class NameClaimed(CrqError):
     """A run created with its spec's name claim was not created: another spec key holds the name
-    (crq.spec_names decides whether that key still uses it)."""
+    (crq.spec.names decides whether that key still uses it)."""
 
     def __init__(self, name: str, owner: str) -> None:
         super().__init__(f"spec name {name!r} is held by {owner}")

@@ -295,7 +295,7 @@ class Ledger(Protocol):
         per-membership index, narrow rows): its cost does not grow with other memberships."""
         ...
 
-    # --- spec name claims (crq.spec_names; issue 13) ---
+    # --- spec name claims (crq.spec.names; issue 13) ---
     def claim_spec_name(self, name: str, spec_key: str, now: datetime) -> str | None:
         """Claim `name` for `spec_key` unless another key holds it: None when claimed (or
         already held by `spec_key`), else the key holding it."""

@@ -43,8 +43,8 @@ from crq.ports import Collaborators, ProtectedQuery, QuerySummary
 from crq.preflight import preflight
 
 if TYPE_CHECKING:
-    from crq.render import RenderContext
     from crq.spec import Spec, SpecInvalid
+    from crq.spec.render import RenderContext
 
 # The spec chain (crq.spec: the Clean Rooms model checks, the YAML loader, the renderer) is
 # imported where a spec is read, not at import: the track function needs it only when it starts

@@ -30,7 +30,6 @@ from aws_lambda_powertools import Logger
 
 from crq.errors import ConfigError, SpecUnreadable
 from crq.ports import SpecObject
-from crq.safe_load import format_of
 from crq.schedule import At, Rate, build_schedule, local_to_utc, parse_expression, zone_of
 from crq.schedule_notice import (
     SCHEDULE_REMOVED,
@@ -53,7 +52,8 @@ from crq.schedule_state import (
 )
 from crq.settings import Settings
 from crq.spec import Spec, SpecInvalid, load_spec
-from crq.spec_names import default_name
+from crq.spec.names import default_name
+from crq.spec.safe_load import format_of
 from crq.triggers import SpecDeleted, SpecUploaded
 
 logger = Logger(child=True)

@@ -13,7 +13,7 @@
 4. The run is created in the state it will have: QUEUED if older runs of its membership are
    queued (first in, first out) or crq's own queries already fill the membership's slots (its
    membership's rows of the per-membership index), STARTING otherwise. The spec's name is
-   claimed (crq.spec_names) in the same write; only if another spec holds it is the claim
+   claimed (crq.spec.names) in the same write; only if another spec holds it is the claim
    decided on its own, before the run is created.
 5. Starting: record the intent (created STARTING, or QUEUED -> STARTING, conditional, with the
    time and a fingerprint of the request), call StartProtectedQuery once, record the query id
@@ -59,7 +59,7 @@ from crq.lifecycle import (
     submit_recorded,
 )
 from crq.ports import Collaborators, SpecObject
-from crq.spec_names import claim_name, default_name
+from crq.spec.names import claim_name, default_name
 from crq.triggers import NotOurs, SpecScheduled, SpecUploaded, StartTrigger
 
 # The spec chain (crq.spec: the Clean Rooms model checks, the YAML loader, the renderer) is
@@ -105,7 +105,7 @@ def _source_of(trigger: StartTrigger, deps: Collaborators) -> _Source | StartRes
         case NotOurs(reason=reason):
             return StartResult(StartOutcome.IGNORED, detail=reason)
         case SpecUploaded() as up:
-            from crq.safe_load import format_of
+            from crq.spec.safe_load import format_of
 
             problem = None
             if up.bucket != settings.specs_bucket:
@@ -186,13 +186,13 @@ def _create(
     run = run.model_copy(
         update={
             "membership_id": request["membershipIdentifier"],
-            "max_attempts": spec.maxAttempts,
-            "max_runtime_minutes": spec.maxRuntimeMinutes
+            "max_attempts": spec.max_attempts,
+            "max_runtime_minutes": spec.max_runtime_minutes
             or deps.settings.default_max_runtime_minutes,
             "notify_attributes": dict(spec.notify),
         }
     )
-    # One live spec per name (crq.spec_names): claimed in the run's creating write. Held by
+    # One live spec per name (crq.spec.names): claimed in the run's creating write. Held by
     # another spec: decided on its own (a name another live spec uses is a spec error; one its
     # holder no longer uses passes to this spec), then the run is created.
     try:

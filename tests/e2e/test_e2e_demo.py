@@ -12,12 +12,27 @@ from e2e_support import CRQ, EXAMPLE_SPECS, crq_env
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-demo")]
 
 
+def run_demo(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`crq demo ARGS` as a user runs it, in its own process."""
+    return subprocess.run(
+        [CRQ, "demo", *args], cwd=cwd, env=crq_env(), capture_output=True, text=True, timeout=180
+    )
+
+
+def own_examples(tmp_path: Path, collaboration: str) -> Path:
+    """A folder of one's own for `--examples`: this collaboration file (its data paths pointing
+    at the example data) and an empty specs/ for the test's specs and demo.toml."""
+    examples = tmp_path / "examples"
+    (examples / "specs").mkdir(parents=True)
+    data = EXAMPLE_SPECS.parent / "data"
+    (examples / "collaboration.yaml").write_text(collaboration.replace("data/", f"{data}/"))
+    return examples
+
+
 def test_the_demo_runs_every_example_to_its_expected_end(tmp_path: Path) -> None:
     manifest = tomllib.loads((EXAMPLE_SPECS / "demo.toml").read_text())["spec"]
 
-    demo = subprocess.run(
-        [CRQ, "demo"], cwd=tmp_path, env=crq_env(), capture_output=True, text=True, timeout=180
-    )
+    demo = run_demo(tmp_path)
 
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "Every spec ended as expected." in demo.stdout
@@ -39,11 +54,7 @@ def test_the_demo_fails_with_the_reason_when_an_outcome_is_not_the_expected_one(
     tmp_path: Path,
 ) -> None:
     # Given a folder of one's own: the example world, a spec that fails and one that never ends
-    examples = tmp_path / "examples"
-    (examples / "specs").mkdir(parents=True)
-    data = EXAMPLE_SPECS.parent / "data"
-    collaboration = (EXAMPLE_SPECS.parent / "collaboration.yaml").read_text()
-    (examples / "collaboration.yaml").write_text(collaboration.replace("data/", f"{data}/"))
+    examples = own_examples(tmp_path, (EXAMPLE_SPECS.parent / "collaboration.yaml").read_text())
     failing = (EXAMPLE_SPECS / "revenue-by-store.yaml").read_text()
     (examples / "specs" / "fails.yaml").write_text(failing)
     held = (EXAMPLE_SPECS / "channel-mix.yaml").read_text()
@@ -55,14 +66,7 @@ def test_the_demo_fails_with_the_reason_when_an_outcome_is_not_the_expected_one(
     )
 
     # When the demo runs them
-    demo = subprocess.run(
-        [CRQ, "demo", "--examples", str(examples), "--pace", "fast"],
-        cwd=tmp_path,
-        env=crq_env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    demo = run_demo(tmp_path, "--examples", str(examples), "--pace", "fast")
 
     # Then it exits 1 and says which outcome was wrong and which never came
     assert demo.returncode == 1, demo.stdout + demo.stderr
@@ -74,15 +78,10 @@ def test_the_demo_fails_with_the_reason_when_an_outcome_is_not_the_expected_one(
 
 def test_the_demo_runs_in_another_region(tmp_path: Path) -> None:
     # Given the example world in eu-central-1 (buckets there need a location constraint)
-    examples = tmp_path / "examples"
-    (examples / "specs").mkdir(parents=True)
-    data = EXAMPLE_SPECS.parent / "data"
     collaboration = (EXAMPLE_SPECS.parent / "collaboration.yaml").read_text()
     assert "region: us-east-1" in collaboration
-    (examples / "collaboration.yaml").write_text(
-        collaboration.replace("data/", f"{data}/").replace(
-            "region: us-east-1", "region: eu-central-1"
-        )
+    examples = own_examples(
+        tmp_path, collaboration.replace("region: us-east-1", "region: eu-central-1")
     )
     for name in ("channel-mix.yaml", "weekly-report-draft.yaml"):
         (examples / "specs" / name).write_text((EXAMPLE_SPECS / name).read_text())
@@ -92,14 +91,7 @@ def test_the_demo_runs_in_another_region(tmp_path: Path) -> None:
     )
 
     # When the demo runs there
-    demo = subprocess.run(
-        [CRQ, "demo", "--examples", str(examples), "--pace", "fast"],
-        cwd=tmp_path,
-        env=crq_env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    demo = run_demo(tmp_path, "--examples", str(examples), "--pace", "fast")
 
     # Then every spec ends as expected, results included
     assert demo.returncode == 0, demo.stdout + demo.stderr

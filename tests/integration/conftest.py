@@ -1,11 +1,14 @@
 """Shared integration fixtures: the stack's resources under moto, built from template.yaml.
 
-`pipeline_stack` gives a test the deployed stack in miniature: the specs bucket (versioned), the
+`pipeline_stack` gives a test the deployed stack in miniature, built by the sandbox's own
+builder (`crq_local.sandbox.stack_resources.create_stack`): the specs bucket (versioned), the
 runs table (its definition read from the template's RunsTable, so the indexes the code queries
-are the ones that get deployed), the notifications topic with an SQS queue subscribed (a
-downstream consumer), an EventBridge rule sending `aws.cleanrooms` events to a queue (standing
-for the track function's CleanRoomsStatusChanged rule), the local Clean Rooms engine installed
-in-process, and the functions' environment resolved from the template.
+are the ones that get deployed), the topics, the dead-letter queue, the spec schedule group, the
+EventBridge rules with the template's patterns (each sending its events to a queue standing for
+its function; the track function's is `status_queue_url`, its CleanRoomsStatusChanged events),
+plus a results bucket, an SQS queue subscribed to the notifications topic (a downstream
+consumer), the local Clean Rooms engine installed in-process, and the functions' environment
+resolved from the template.
 
 `functions` invokes the real handlers in-process with a Lambda context, collaborators built
 fresh for the test. No fixture here is autouse: other suites keep their own setup.
@@ -29,6 +32,12 @@ from moto import mock_aws
 
 from crq_local import stack
 from crq_local.engine import Engine, EngineConfig, Timings, load_config
+from crq_local.sandbox.stack_resources import (
+    AwsClients,
+    create_bucket,
+    create_stack,
+    physical_name,
+)
 
 # Powertools reads these when a handler module creates its Logger and Metrics, at import time:
 # give them the template's values before any test imports a handler.
@@ -41,11 +50,10 @@ EVENTS = ROOT / "events"
 COLLABORATION = ROOT / "examples" / "collaboration.yaml"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
-SPECS_BUCKET = "crq-test-specsbucket"
-RESULTS_BUCKET = "crq-results"
-TABLE = "crq-test-RunsTable"
-TOPIC = "crq-test-NotificationsTopic"
-SCHEDULE_GROUP = "crq-test-SpecSchedules"
+STACK_NAME = "crq-test"  # resources are named as the sandbox names them: crq-test-specs-bucket
+SPECS_BUCKET = physical_name(STACK_NAME, "SpecsBucket")
+RESULTS_BUCKET = "crq-results"  # not the stack's: the bucket specs write results to
+TABLE = physical_name(STACK_NAME, "RunsTable")
 MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"  # the example collaboration's caller
 
 
@@ -176,67 +184,44 @@ def _template() -> dict[str, Any]:
 
 
 def _create_stack(engine: Engine) -> PipelineStack:
-    template = _template()
-    s3, dynamodb = boto3.client("s3"), boto3.client("dynamodb")
-    sqs, sns, events = boto3.client("sqs"), boto3.client("sns"), boto3.client("events")
-
-    s3.create_bucket(Bucket=SPECS_BUCKET)
-    s3.put_bucket_versioning(Bucket=SPECS_BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    s3.create_bucket(Bucket=RESULTS_BUCKET)
-
-    dynamodb.create_table(TableName=TABLE, **stack.table_definition(template))
-    ttl = stack.table_ttl_attribute(template)
-    if ttl:
-        dynamodb.update_time_to_live(
-            TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl}
-        )
-
-    topic_arn = sns.create_topic(Name=TOPIC)["TopicArn"]
-    notifications = sqs.create_queue(QueueName="downstream-consumer")["QueueUrl"]
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=_queue_arn(sqs, notifications))
-
-    # The track function's CleanRoomsStatusChanged rule, with a queue in the function's place.
-    status = sqs.create_queue(QueueName="cleanrooms-status")["QueueUrl"]
-    pattern = next(r for r in stack.event_rules(template) if r.name == "CleanRoomsStatusChanged")
-    # The spec schedules' group (the scheduler role and DLQ exist only as ARNs here).
-    group = boto3.client("scheduler").create_schedule_group(Name=SCHEDULE_GROUP)
-    resolver = stack.Resolver(
-        template,
-        parameters={"MembershipIds": [MEMBERSHIP], "ResultBucketNames": [RESULTS_BUCKET]},
-        refs={
-            "RunsTable": TABLE,
-            "NotificationsTopic": topic_arn,
-            "SpecsBucket": SPECS_BUCKET,
-            "SpecSchedules": SCHEDULE_GROUP,
-        },
-        attributes={
-            "SchedulerRole.Arn": f"arn:aws:iam::{ACCOUNT}:role/crq-test-SchedulerRole",
-            "EventsDeadLetterQueue.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:crq-test-dlq",
-            "SpecSchedules.Arn": group["ScheduleGroupArn"],
-        },
-        stack_name="crq-test",
+    """The template's resources, created by the sandbox's builder (one builder: the tests and
+    the sandbox cannot drift from each other or from the template), plus the test's own parts."""
+    clients = AwsClients.of(boto3.client)
+    created = create_stack(
+        _template(),
+        clients,
+        stack_name=STACK_NAME,
         region=REGION,
         account_id=ACCOUNT,
+        parameters={"MembershipIds": [MEMBERSHIP], "ResultBucketNames": [RESULTS_BUCKET]},
     )
-    events.put_rule(
-        Name="crq-test-status", EventPattern=json.dumps(resolver.event_pattern(pattern))
+    create_bucket(clients.s3, RESULTS_BUCKET, REGION)
+
+    # A downstream consumer: a queue subscribed to the notifications topic.
+    sqs, sns = clients.sqs, clients.sns
+    notifications = sqs.create_queue(QueueName="downstream-consumer")["QueueUrl"]
+    sns.subscribe(
+        TopicArn=created.topics["NotificationsTopic"],
+        Protocol="sqs",
+        Endpoint=_queue_arn(sqs, notifications),
     )
-    events.put_targets(
-        Rule="crq-test-status", Targets=[{"Id": "track", "Arn": _queue_arn(sqs, status)}]
-    )
+    # The queue standing for the track function: its only rule is CleanRoomsStatusChanged.
+    [status] = [r.queue_url for r in created.routes if r.function == "TrackFunction"]
 
     # Both functions' variables (the start function has the schedule ones besides).
-    environment = resolver.environment("StartFunction")
-    assert resolver.environment("TrackFunction").items() <= environment.items()
+    environment = created.functions["StartFunction"].environment
+    assert created.functions["TrackFunction"].environment.items() <= environment.items()
     return PipelineStack(
         engine=engine,
-        s3=s3,
-        dynamodb=dynamodb,
+        s3=clients.s3,
+        dynamodb=clients.dynamodb,
         sqs=sqs,
         sns=sns,
-        environment=environment,
+        environment=dict(environment),
         notifications_queue_url=notifications,
         status_queue_url=status,
+        specs_bucket=created.buckets["SpecsBucket"],
+        table_name=created.tables["RunsTable"],
     )
 
 

@@ -12,7 +12,7 @@ import boto3
 from crq.schedule_state import schedule_name
 
 MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"
-SCHEDULE_GROUP = "crq-test-SpecSchedules"
+SCHEDULE_GROUP = "crq-test-spec-schedules"  # the stack's SpecSchedules, as the fixture names it
 KEY = "specs/team-a/weekly-overlap.yaml"
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 

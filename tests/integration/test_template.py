@@ -540,7 +540,7 @@ def test_every_spec_name_validate_accepts_reaches_the_start_function(
 ) -> None:
     from moto.events.models import EventPattern
 
-    from crq.safe_load import format_of
+    from crq.spec.safe_load import format_of
 
     resolver = make_resolver(template)
     prefix = resolver.environment("StartFunction")["CRQ_SPECS_PREFIX"]

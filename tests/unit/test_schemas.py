@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from crq.safe_load import load_document
+from crq.spec.safe_load import load_document
 
 ROOT = Path(__file__).resolve().parents[2]
 BAD = ROOT / "tests" / "bad_specs"

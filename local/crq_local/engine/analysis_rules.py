@@ -4,7 +4,7 @@ A table's `analysisRule:` is exactly the `analysisRulePolicy` of Clean Rooms'
 `CreateConfiguredTableAnalysisRule` (`ConfiguredTableAnalysisRulePolicy`: `{v1: {aggregation |
 list | custom: {...}}}`), so a policy copied from `aws cleanrooms
 get-configured-table-analysis-rule` works unchanged. It is checked against botocore's model
-(crq.apimodel.check_shape: required members, enums, patterns, ranges, unions), then against the
+(crq.spec.apimodel.check_shape: required members, enums, patterns, ranges, unions), then against the
 table: every column a rule names must be one the table exposes. rule_checks.py enforces them.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from crq.apimodel import check_shape
+from crq.spec.apimodel import check_shape
 
 if TYPE_CHECKING:
     from .config import EngineConfig, Table

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from crq.apimodel import FieldError, check_shape, service_model
+from crq.spec.apimodel import FieldError, check_shape, service_model
 
 from . import billing, events, pages, results, rules
 from .aws import Clients

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from crq.apimodel import FieldError, service_model
+from crq.spec.apimodel import FieldError, service_model
 
 
 @lru_cache(maxsize=32)

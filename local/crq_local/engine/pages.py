@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from crq.apimodel import FieldError
+from crq.spec.apimodel import FieldError
 
 from .errors import ValidationException
 

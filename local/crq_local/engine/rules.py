@@ -1,4 +1,4 @@
-"""StartProtectedQuery's semantic rules, beyond the model's shapes (which crq.apimodel checks).
+"""StartProtectedQuery's semantic rules, beyond the model's shapes (which crq.spec.apimodel checks).
 
 These are the seed's rules (one output type; at most one S3 location in `distribute`; never the
 caller's own account as a member location; receivers need CAN_RECEIVE_RESULTS) and the
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from crq.apimodel import FieldError
+from crq.spec.apimodel import FieldError
 
 from .errors import AccessDeniedException, ValidationException
 from .world import Membership

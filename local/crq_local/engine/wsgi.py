@@ -19,7 +19,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
-from crq.apimodel import FieldError, service_model
+from crq.spec.apimodel import FieldError, service_model
 
 from .errors import ApiError, UnknownOperationException, ValidationException
 

@@ -40,8 +40,8 @@ from crq_local.sandbox.consumer import NotificationConsumer, subscribe_queue
 from crq_local.sandbox.display import delivery_line, tick_failure_line
 from crq_local.sandbox.exports import READY_MARKER, export_lines, write_aws_config
 from crq_local.sandbox.lambda_runtime import Handler, Invocation, LambdaRuntime, import_handler
+from crq_local.sandbox.listen import PortInUse, check_free
 from crq_local.sandbox.notifications import ReceivedNotification, compact_line
-from crq_local.sandbox.ports import PortInUse, check_free
 from crq_local.sandbox.router import Delivery, EventRouter
 from crq_local.sandbox.spec_clock import Firing, SpecScheduleClock
 from crq_local.sandbox.stack_resources import (
@@ -518,15 +518,7 @@ def _clients(endpoint: str, region: str) -> AwsClients:
     def client(service: str) -> Any:
         return session.client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
 
-    return AwsClients(
-        s3=client("s3"),
-        dynamodb=client("dynamodb"),
-        sns=client("sns"),
-        sqs=client("sqs"),
-        events=client("events"),
-        scheduler=client("scheduler"),
-        cloudwatch=client("cloudwatch"),
-    )
+    return AwsClients.of(client)
 
 
 def _scheduled_event(scheduler: Any, name: str) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.text import Text
 
-from crq.apimodel import located
+from crq.spec.apimodel import located
 
 EVENT_STYLES = {
     "QUERY_SUCCEEDED": "bold green",

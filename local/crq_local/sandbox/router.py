@@ -27,8 +27,9 @@ RETRY_DELAY_SECONDS = 1
 
 
 @dataclass(frozen=True)
-class Route:
-    """A function's event queue: what its rules deliver, and what happens when it fails."""
+class EventRoute:
+    """An event routing rule: the queue a function's rules deliver to, and what happens when
+    the function fails."""
 
     function: str  # logical id
     queue_url: str
@@ -40,7 +41,7 @@ class Route:
 class Delivery:
     """One event handed to a function, as the sandbox's display reports it."""
 
-    route: Route
+    route: EventRoute
     event: dict[str, Any]
     invocation: Invocation
     attempt: int
@@ -82,7 +83,7 @@ class EventRouter:
         self,
         sqs: Any,
         runtime: LambdaRuntime,
-        routes: list[Route],
+        routes: list[EventRoute],
         on_delivery: Callable[[Delivery], None],
         on_error: Callable[[str], None],
     ) -> None:
@@ -111,7 +112,7 @@ class EventRouter:
             thread.join()
         self._threads.clear()
 
-    def _poll(self, route: Route) -> None:
+    def _poll(self, route: EventRoute) -> None:
         while not self._stop.is_set():
             try:
                 response = self._sqs.receive_message(
@@ -135,7 +136,7 @@ class EventRouter:
                     if not self._stop.is_set():
                         self._on_error(f"{route.function}: cannot settle an event: {exc}")
 
-    def _deliver(self, route: Route, message: dict[str, Any]) -> None:
+    def _deliver(self, route: EventRoute, message: dict[str, Any]) -> None:
         receipt = message["ReceiptHandle"]
         try:
             event = json.loads(message["Body"])

@@ -1,4 +1,6 @@
-"""The stack's resources, created on the sandbox's AWS endpoint from `template.yaml`.
+"""The stack's resources, created on moto from `template.yaml`: the one builder of crq's stack
+in miniature, used by the sandbox (on its moto server), the integration tests' `pipeline_stack`
+fixture and the bench (in-process `mock_aws`).
 
 Everything comes from the template through `crq_local.stack` (the same reading the template's
 tests use): bucket settings, the table with its indexes and TTL, topics, queues, alarms, the
@@ -16,13 +18,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from crq_local import stack
 from crq_local.sandbox.lambda_runtime import FunctionDefinition
-from crq_local.sandbox.router import Route
+from crq_local.sandbox.router import EventRoute
 
 # What Lambda's asynchronous invoke does when EventInvokeConfig does not say.
 DEFAULT_ASYNC_RETRIES = 2
@@ -98,7 +100,7 @@ class SandboxStack:
     topics: dict[str, str] = field(default_factory=dict)  # ARNs
     queues: dict[str, Queue] = field(default_factory=dict)
     functions: dict[str, FunctionDefinition] = field(default_factory=dict)
-    routes: list[Route] = field(default_factory=list)
+    routes: list[EventRoute] = field(default_factory=list)
     rules: dict[str, str] = field(default_factory=dict)  # rule logical id -> rule name
     schedules: list[TrackedSchedule] = field(default_factory=list)
     schedule_groups: dict[str, str] = field(default_factory=dict)  # logical id -> group name
@@ -114,6 +116,19 @@ class AwsClients:
     events: Any
     scheduler: Any
     cloudwatch: Any
+
+    @classmethod
+    def of(cls, client: Callable[[str], Any]) -> AwsClients:
+        """One client per service, from a factory (`boto3.client`, a session's `client`)."""
+        return cls(
+            s3=client("s3"),
+            dynamodb=client("dynamodb"),
+            sns=client("sns"),
+            sqs=client("sqs"),
+            events=client("events"),
+            scheduler=client("scheduler"),
+            cloudwatch=client("cloudwatch"),
+        )
 
 
 def create_stack(
@@ -308,7 +323,7 @@ def _create_rules(
                 {"VisibilityTimeout": FUNCTION_QUEUE_VISIBILITY_SECONDS},
             )
             created.routes.append(
-                Route(
+                EventRoute(
                     function=rule.function,
                     queue_url=queue.url,
                     max_attempts=1 + function.async_retries,

@@ -353,7 +353,7 @@ class DynamoLedger:
             for item in self._query(**kwargs):
                 yield from_item(item)
 
-    # --- spec name claims: one item per name, keyed `specName:<name>` (crq.spec_names) ---
+    # --- spec name claims: one item per name, keyed `specName:<name>` (crq.spec.names) ---
 
     def claim_spec_name(self, name: str, spec_key: str, now: datetime) -> str | None:
         try:

@@ -13,15 +13,15 @@ from rich.console import Console
 from schedule_support import KEY, scheduled_spec, upload
 from typer.testing import CliRunner
 
-from crq_local import cli
-from crq_local.cli import app
+from crq_local.cli import aws, console
+from crq_local.cli.app import app
 
 runner = CliRunner()
 
 
 @pytest.fixture
 def wide(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "out", Console(width=200, highlight=False))
+    monkeypatch.setattr(console, "out", Console(width=200, highlight=False))
 
 
 def runs_for(stack: Any) -> list[dict[str, Any]]:
@@ -189,9 +189,9 @@ def test_trigger_with_stack_invokes_the_stacks_start_function(
             result = functions.start(event)
             return {"Payload": io.BytesIO(json.dumps(result).encode())}
 
-    real_client = cli._client
+    real_client = aws.client
     monkeypatch.setattr(
-        cli, "_client", lambda service: Lambda() if service == "lambda" else real_client(service)
+        aws, "client", lambda service: Lambda() if service == "lambda" else real_client(service)
     )
     for name in ("CRQ_TABLE_NAME", "CRQ_SPECS_BUCKET", "CRQ_TOPIC_ARN"):
         monkeypatch.delenv(name, raising=False)

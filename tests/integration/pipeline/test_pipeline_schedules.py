@@ -55,8 +55,8 @@ def test_an_uploaded_schedule_is_created_announced_and_runs_nothing(
     assert schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
     target = schedule["Target"]
     assert target["Arn"] == START_FUNCTION_ARN
-    assert target["RoleArn"].endswith(":role/crq-test-SchedulerRole")
-    assert target["DeadLetterConfig"]["Arn"].endswith(":crq-test-dlq")
+    assert target["RoleArn"].endswith(":role/crq-test-scheduler-role")
+    assert target["DeadLetterConfig"]["Arn"].endswith(":crq-test-events-dead-letter-queue")
     assert target["RetryPolicy"] == {"MaximumRetryAttempts": 4, "MaximumEventAgeInSeconds": 3600}
     assert json.loads(target["Input"]) == {
         "specKey": KEY,

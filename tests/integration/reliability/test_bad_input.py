@@ -7,7 +7,7 @@ and the function returns normally (an exception would make Lambda retry the even
 delivery of the same event changes nothing.
 
 Already proven elsewhere: load_spec's verdict on each file, message by message
-(tests/unit/test_spec.py::test_each_bad_spec_is_rejected_with_precise_errors); events that are
+(tests/unit/spec/test_spec.py::test_each_bad_spec_is_rejected_with_precise_errors); events that are
 not crq's (another bucket, another prefix, a folder marker, not a spec file, a delete) ignored
 with no ledger row and no message
 (tests/integration/pipeline/test_pipeline_flow.py::test_events_that_are_not_ours_are_ignored_quietly).

@@ -28,12 +28,7 @@ def clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsClients]:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
-        yield AwsClients(
-            *(
-                boto3.client(service)
-                for service in ("s3", "dynamodb", "sns", "sqs", "events", "scheduler", "cloudwatch")
-            )
-        )
+        yield AwsClients.of(boto3.client)
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from crq_local.cli import app
+from crq_local.cli.app import app
 
 runner = CliRunner()
 

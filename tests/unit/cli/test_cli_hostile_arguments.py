@@ -1,6 +1,6 @@
 """Every command, driven with hostile arguments: one clear line, a non-zero exit, no traceback.
 
-The console script's own entry point (`crq_local.cli.main`) runs here, in-process, so what is
+The console script's own entry point (`crq_local.cli.app.main`) runs here, in-process, so what is
 checked is exactly what a shell sees: stderr, stdout and the exit code.
 """
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from crq_local import cli_guard
-from crq_local.cli import app, main
+from crq_local.cli import guard
+from crq_local.cli.app import app, main
 
 ROOT = Path(__file__).resolve().parents[3]
 SPEC = str(ROOT / "examples" / "specs" / "channel-mix.yaml")
@@ -102,7 +102,7 @@ def nothing_listening(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "AWS_PROFILE",
         "AWS_SESSION_TOKEN",
         "CRQ_MEMBERSHIP_IDS",
-        cli_guard.DEBUG_VARIABLE,
+        guard.DEBUG_VARIABLE,
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
@@ -116,7 +116,7 @@ def run_crq(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
 
 
 def assert_one_clear_line(code: int, out: str, err: str, fragment: str) -> None:
-    assert code not in (0, cli_guard.EXIT_BUG), (code, out, err)
+    assert code not in (0, guard.EXIT_BUG), (code, out, err)
     assert "Traceback" not in out + err
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
@@ -160,18 +160,18 @@ def test_an_unexpected_error_is_one_line_asking_for_a_report(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a command that fails in a way no handler foresaw
-    import crq_local.cli as cli
+    from crq_local.cli import validate
 
     def broken(_: object) -> bytes:
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr(cli, "_read", broken)
+    monkeypatch.setattr(validate, "read_spec", broken)
 
     # When it runs
     code, out, err = run_crq(["validate", SPEC], capsys)
 
     # Then one line says so, and the exit code says it is crq's fault
-    assert code == cli_guard.EXIT_BUG
+    assert code == guard.EXIT_BUG
     assert err.strip().splitlines() == [
         "error: unexpected ZeroDivisionError: boom. This is a bug in crq: please report it with "
         "the command you ran (CRQ_DEBUG=1 shows the traceback)."

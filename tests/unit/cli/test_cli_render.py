@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from crq_local.cli import app
+from crq_local.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[3]
 OVERLAP = ROOT / "examples" / "specs" / "audience-overlap.yaml"

@@ -25,8 +25,10 @@ from crq.ledger import (
     TriggerType,
     in_flight_since,
 )
-from crq_local import cli, stack
-from crq_local.cli import app
+from crq_local import stack
+from crq_local.cli import aws as cli_aws
+from crq_local.cli import console
+from crq_local.cli.app import app
 from crq_local.engine import Engine, Timings, load_config
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -106,7 +108,7 @@ def test_status_with_stack_reads_the_table_from_the_stack_outputs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A terminal wide enough for one line per run (rich folds cells on narrow ones).
-    monkeypatch.setattr(cli, "out", Console(width=200, highlight=False))
+    monkeypatch.setattr(console, "out", Console(width=200, highlight=False))
     now = datetime.now(UTC)
     running = a_run(
         3, now, state=RunState.RUNNING, outcome=None, query_status="STARTED", spec_name="live"
@@ -165,7 +167,7 @@ def test_watch_follows_a_query_to_its_end_and_finds_its_membership() -> None:
 def no_scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record each DynamoDB operation `crq status` makes; a Scan fails the command."""
     calls: list[str] = []
-    real_client = cli._client
+    real_client = cli_aws.client
 
     def refuse_scans(model: Any, **_: Any) -> None:
         calls.append(model.name)
@@ -176,7 +178,7 @@ def no_scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         made.meta.events.register("before-call.dynamodb", refuse_scans)
         return made
 
-    monkeypatch.setattr(cli, "_client", client)
+    monkeypatch.setattr(cli_aws, "client", client)
     return calls
 
 
@@ -197,7 +199,7 @@ def failed(index: int, now: datetime, **changes: object) -> Run:
 def test_status_reads_the_recent_index_with_filters_and_an_error_column(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(cli, "out", Console(width=220, highlight=False))
+    monkeypatch.setattr(console, "out", Console(width=220, highlight=False))
     now = datetime.now(UTC)
     last_year = now - timedelta(days=400)  # another partition of the index
     rejected = a_run(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from crq_local.cli import app
+from crq_local.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE_SPECS = ROOT / "examples" / "specs"
@@ -88,7 +88,7 @@ def test_a_problem_of_the_whole_file_reads_as_the_file_not_an_empty_path(tmp_pat
 
 
 def test_validate_and_the_start_path_word_the_size_error_alike(tmp_path: Path) -> None:
-    from crq.safe_load import MAX_SPEC_BYTES, too_large
+    from crq.spec.safe_load import MAX_SPEC_BYTES, too_large
 
     big = tmp_path / "big.yaml"
     big.write_bytes(b"# " + b"x" * MAX_SPEC_BYTES + b"\n")

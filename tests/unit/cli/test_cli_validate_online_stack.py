@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from crq_local import validate_online
-from crq_local.cli import CliError
+from crq_local.cli import aws, validate
+from crq_local.cli.guard import CliError
 
 
 class FakeLambda:
@@ -35,12 +35,10 @@ def test_the_stack_side_comes_from_the_deployed_start_function(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fake = FakeLambda(DEPLOYED)
-    monkeypatch.setattr(
-        validate_online, "stack_outputs", lambda name: {"StartFunctionName": f"{name}-start"}
-    )
-    monkeypatch.setattr(validate_online, "_client", lambda service: fake)
+    monkeypatch.setattr(aws, "stack_outputs", lambda name: {"StartFunctionName": f"{name}-start"})
+    monkeypatch.setattr(aws, "client", lambda service: fake)
 
-    settings = validate_online.stack_settings("crq-prod")
+    settings = validate.stack_settings("crq-prod")
 
     assert fake.asked == ["crq-prod-start"]
     assert settings.result_bucket_names == ("results-a", "results-b")
@@ -50,12 +48,12 @@ def test_the_stack_side_comes_from_the_deployed_start_function(
 def test_a_stack_that_is_not_crqs_or_is_misconfigured_is_one_clear_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(validate_online, "stack_outputs", lambda name: {})
+    monkeypatch.setattr(aws, "stack_outputs", lambda name: {})
     with pytest.raises(CliError, match="has no StartFunctionName output"):
-        validate_online.stack_settings("other")
+        validate.stack_settings("other")
 
     broken = FakeLambda({**DEPLOYED, "CRQ_MAX_WORKER_COUNT": "many"})
-    monkeypatch.setattr(validate_online, "stack_outputs", lambda name: {"StartFunctionName": "f"})
-    monkeypatch.setattr(validate_online, "_client", lambda service: broken)
+    monkeypatch.setattr(aws, "stack_outputs", lambda name: {"StartFunctionName": "f"})
+    monkeypatch.setattr(aws, "client", lambda service: broken)
     with pytest.raises(CliError, match=r"function f: .*CRQ_MAX_WORKER_COUNT"):
-        validate_online.stack_settings("crq-prod")
+        validate.stack_settings("crq-prod")

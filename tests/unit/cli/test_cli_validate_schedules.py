@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from crq_local.cli import app
+from crq_local.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[3]
 runner = CliRunner()

@@ -9,7 +9,7 @@ from pipeline_fakes import BUCKET, sql_spec, world
 from test_pipeline_starter import upload
 
 from crq.spec import load_spec
-from crq.spec_names import default_name, default_name_for_path
+from crq.spec.names import default_name, default_name_for_path
 from crq.starter import start_run
 
 

@@ -20,7 +20,7 @@ from crq.schedule_state import (
 )
 from crq.schedule_sync import sync_schedule
 from crq.settings import Settings
-from crq.spec_names import default_name
+from crq.spec.names import default_name
 from crq.triggers import SpecDeleted, SpecUploaded
 
 NOW = datetime(2026, 3, 25, 9, 0, tzinfo=UTC)  # a Wednesday

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-import crq.safe_load
-from crq.apimodel import FieldError
-from crq.safe_load import (
+import crq.spec.safe_load
+from crq.spec.apimodel import FieldError
+from crq.spec.safe_load import (
     MAX_DEPTH,
     MAX_ERRORS,
     MAX_SPEC_BYTES,
@@ -24,7 +24,7 @@ from crq.safe_load import (
 def yaml_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Both YAML parsers: Lambda's PyYAML may come without libyaml."""
     if request.param == "pure-python":
-        monkeypatch.setattr(crq.safe_load, "_make_parser", crq.safe_load._PyParser)
+        monkeypatch.setattr(crq.spec.safe_load, "_make_parser", crq.spec.safe_load._PyParser)
     return str(request.param)
 
 

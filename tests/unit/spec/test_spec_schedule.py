@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from crq.render import RenderContext, render_value
 from crq.schedule import zone_of
 from crq.spec import SpecInvalid, load_spec, render_request
+from crq.spec.render import RenderContext, render_value
 
-GOOD = Path(__file__).parent.parent / "good_specs" / "weekly-overlap.yaml"
+GOOD = Path(__file__).parents[2] / "good_specs" / "weekly-overlap.yaml"
 SOURCE = "s3://crq-specs/specs/weekly-overlap.yaml"
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from crq.apimodel import FieldError, check_shape, json_schema
+from crq.spec.apimodel import FieldError, check_shape, json_schema
 
 MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"
 VALID: dict[str, Any] = {

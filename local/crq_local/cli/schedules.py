@@ -19,12 +19,14 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from types import ModuleType
 from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+
+from crq_local.cli import aws, console
+from crq_local.cli.guard import EXIT_FAILED, fail, friendly_errors
 
 MAX_BACKFILL = 500  # occurrences per backfill: a typo in --from must not start a year of runs
 NEXT_FIRES = 3
@@ -51,22 +53,10 @@ class Target:
     schedule_group: str = ""  # the stack's Scheduler group of spec schedules
 
 
-# crq_local.cli, as registered (`__main__` when run with `python -m crq_local.cli`): its console,
-# helpers and error handling are the ones every command shares.
-base: Any = None
-
-
-def register(app: typer.Typer, cli: ModuleType) -> None:
-    global base
-    base = cli
-    app.command("schedules")(base.friendly_errors(schedules))
-    app.command("trigger")(base.friendly_errors(trigger))
-    app.command("backfill")(base.friendly_errors(backfill))
-
-
 # ---- the commands ------------------------------------------------------------------------------
 
 
+@friendly_errors
 def schedules(stack: StackOption = None) -> None:
     """Every scheduled spec: expression, zone, next three runs, last scheduled run."""
     from crq.adapters.dynamodb import DynamoLedger
@@ -77,19 +67,19 @@ def schedules(stack: StackOption = None) -> None:
 
     target = _target(stack)
     if not target.schedule_group:
-        base.fail(
+        fail(
             "no schedule group: CRQ_SCHEDULE_GROUP is not set (paste the export lines "
             "`crq sandbox` prints) or the stack has no ScheduleGroupName output"
         )
     # The schedule group is the truth of what fires (the spec-state records only order events).
-    found = SchedulerGateway(base._client("scheduler")).list(target.schedule_group)
+    found = SchedulerGateway(aws.client("scheduler")).list(target.schedule_group)
     scheduled = {_input_key(s.input): s for s in found if _input_key(s.input)}
     if not scheduled:
-        base.out.print("no scheduled specs: add `schedule:` to a spec and upload it")
+        console.out.print("no scheduled specs: add `schedule:` to a spec and upload it")
         return
     last: dict[str, Any] = {}
     # Newest first through the Recent index; stop once every scheduled spec's last run is known.
-    for seen, run in enumerate(DynamoLedger(target.table, base._client("dynamodb")).iter_recent()):
+    for seen, run in enumerate(DynamoLedger(target.table, aws.client("dynamodb")).iter_recent()):
         if len(last) == len(scheduled) or seen >= LAST_RUN_LOOKBACK:
             break
         if run.trigger_type is TriggerType.SCHEDULE and run.spec_key in scheduled:
@@ -115,7 +105,7 @@ def schedules(stack: StackOption = None) -> None:
             "\n".join(f"{t:%Y-%m-%d %H:%M %Z}" for t in fires) or "none",
             _last_run(latest, desired.timezone) if latest else "never",
         )
-    base.out.print(table)
+    console.out.print(table)
 
 
 def _input_key(target_input: str) -> str:
@@ -128,6 +118,7 @@ def _input_key(target_input: str) -> str:
     return key if isinstance(key, str) else ""
 
 
+@friendly_errors
 def trigger(
     spec: SpecArgument,
     at: Annotated[
@@ -146,13 +137,14 @@ def trigger(
     zone = _spec_zone(target, key)
     when = _instant(at, zone, "--at")
     result = _Starter(target).fire(key, when)
-    base.out.print(
+    console.out.print(
         _describe(key, when, zone, result), markup=False, highlight=False, soft_wrap=True
     )
     if result.get("outcome") in ("rejected", "start_failed"):
-        raise typer.Exit(base.EXIT_FAILED)
+        raise typer.Exit(EXIT_FAILED)
 
 
+@friendly_errors
 def backfill(
     spec: SpecArgument,
     since: Annotated[
@@ -170,12 +162,12 @@ def backfill(
     key = _spec_key(spec, target.prefix)
     loaded = _load(target, key)
     if loaded.schedule is None:
-        base.fail(f"s3://{target.bucket}/{key} has no schedule: nothing to backfill")
+        fail(f"s3://{target.bucket}/{key} has no schedule: nothing to backfill")
     zone = _zone(loaded.timezone)
     low = _instant(since, zone, "--from")
     high = _instant(until, zone, "--to", end_of_day=True)
     if high <= low:
-        base.fail(f"--to ({until}) must be after --from ({since})")
+        fail(f"--to ({until}) must be after --from ({since})")
     now = datetime.now(UTC)
     future = high > now
     high = min(high, now)
@@ -189,18 +181,18 @@ def backfill(
         t for t in schedule.next_fires(low - _TICK, MAX_BACKFILL + 1, created=low) if t <= high
     ]
     if len(fires) > MAX_BACKFILL:
-        base.fail(f"more than {MAX_BACKFILL} occurrences between {since} and {until}: narrow it")
+        fail(f"more than {MAX_BACKFILL} occurrences between {since} and {until}: narrow it")
     where = f"{loaded.schedule.expression} {loaded.timezone}"
     if not fires:
-        base.out.print(f"no occurrence of {where} between {since} and {until}", markup=False)
+        console.out.print(f"no occurrence of {where} between {since} and {until}", markup=False)
         return
     if future:
-        base.out.print("occurrences after now are left to the schedule", style="dim")
+        console.out.print("occurrences after now are left to the schedule", style="dim")
     outcomes: Counter[str] = Counter()
     problems: list[str] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     starter = _Starter(target)
-    with Progress(*columns, console=base.out) as progress:
+    with Progress(*columns, console=console.out) as progress:
         task = progress.add_task(f"backfill {key}", total=len(fires))
         for when in fires:  # oldest first
             result = starter.fire(key, when)
@@ -209,17 +201,17 @@ def backfill(
             if outcome in ("rejected", "start_failed"):
                 problems.append(_describe(key, when, zone, result))
             progress.advance(task)
-    base.out.print(f"{key}: {len(fires)} occurrence(s) of {where}", markup=False, soft_wrap=True)
+    console.out.print(f"{key}: {len(fires)} occurrence(s) of {where}", markup=False, soft_wrap=True)
     summary = Table(title="backfill summary", title_justify="left")
     summary.add_column("outcome")
     summary.add_column("runs", justify="right")
     for outcome, count in sorted(outcomes.items()):
         summary.add_row(_OUTCOME_WORDS.get(outcome, outcome), str(count))
-    base.out.print(summary)
+    console.out.print(summary)
     for line in problems:
-        base.out.print(line, markup=False, highlight=False, soft_wrap=True)
+        console.out.print(line, markup=False, highlight=False, soft_wrap=True)
     if problems:
-        raise typer.Exit(base.EXIT_FAILED)
+        raise typer.Exit(EXIT_FAILED)
 
 
 # ---- helpers -----------------------------------------------------------------------------------
@@ -256,14 +248,14 @@ _OUTCOME_WORDS = {
 
 def _target(stack: str | None) -> Target:
     if stack:
-        outputs = base.stack_outputs(stack)
+        outputs = aws.stack_outputs(stack)
         missing = [
             name
             for name in ("TableName", "SpecsBucketName", "StartFunctionName")
             if name not in outputs
         ]
         if missing:
-            base.fail(f"stack {stack} has no {', '.join(missing)} output: is it a crq stack?")
+            fail(f"stack {stack} has no {', '.join(missing)} output: is it a crq stack?")
         return Target(
             outputs["TableName"],
             outputs["SpecsBucketName"],
@@ -275,7 +267,7 @@ def _target(stack: str | None) -> Target:
     for name in names:
         names[name] = os.environ.get(name, "")
         if not names[name]:
-            base.fail(
+            fail(
                 f"{name} is not set: paste the export lines `crq sandbox` prints, "
                 "or name a deployed stack with --stack"
             )
@@ -304,13 +296,13 @@ def _load(target: Target, key: str) -> Any:
 
     uri = f"s3://{target.bucket}/{key}"
     try:
-        obj = SpecStore(base._client("s3")).get_spec(target.bucket, key, None)
+        obj = SpecStore(aws.client("s3")).get_spec(target.bucket, key, None)
         # The stack's interval limit applies when it runs; here only the spec's own keys count.
         return load_spec(obj.data, uri, min_schedule_interval_minutes=0)
     except SpecUnreadable as exc:
-        base.fail(f"{uri}: {exc.reason}")
+        fail(f"{uri}: {exc.reason}")
     except SpecInvalid as exc:
-        base.fail("; ".join(exc.lines()), base.EXIT_FAILED)
+        fail("; ".join(exc.lines()), EXIT_FAILED)
 
 
 def _spec_zone(target: Target, key: str) -> tzinfo:
@@ -335,7 +327,7 @@ def _instant(text: str, zone: tzinfo, option: str, *, end_of_day: bool = False) 
             return value.astimezone(UTC) - (_TICK if end_of_day else timedelta(0))
         value = datetime.fromisoformat(text)
     except ValueError:
-        base.fail(f"{option} {text!r} is not an ISO 8601 date or date-time (2026-03-30T06:00)")
+        fail(f"{option} {text!r} is not an ISO 8601 date or date-time (2026-03-30T06:00)")
     if value.tzinfo is None:
         value = value.replace(tzinfo=zone)
     return value.astimezone(UTC)
@@ -364,14 +356,14 @@ def _fire(target: Target, key: str, when: datetime, pipeline: Any) -> dict[str, 
         "executionId": f"crq-cli-{uuid.uuid4()}",
     }
     if target.start_function:
-        response = base._client("lambda").invoke(
+        response = aws.client("lambda").invoke(
             FunctionName=target.start_function,
             InvocationType="RequestResponse",
             Payload=json.dumps(event).encode(),
         )
         payload = json.loads(response["Payload"].read() or b"{}")
         if response.get("FunctionError"):
-            base.fail(f"{target.start_function} failed: {payload.get('errorMessage', payload)}")
+            fail(f"{target.start_function} failed: {payload.get('errorMessage', payload)}")
         return dict(payload)
     from crq.starter import start_run
     from crq.triggers import parse_start_event
@@ -393,7 +385,7 @@ def _local_pipeline(target: Target) -> Any:
     try:
         settings = Settings.from_env({**defaults, **os.environ})
     except ConfigError as exc:
-        base.fail(f"the environment: {exc}")
+        fail(f"the environment: {exc}")
     return build_collaborators(settings, Metrics(namespace="crq", service="crq-cli"))
 
 

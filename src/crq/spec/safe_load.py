@@ -27,8 +27,8 @@ from typing import Any
 import yaml
 from yaml import events
 
-from crq.apimodel import FieldError, join
-from crq.limits import MAX_SPEC_BYTES  # shared with the S3 adapter
+from crq.spec.apimodel import FieldError, join
+from crq.spec.limits import MAX_SPEC_BYTES  # shared with the S3 adapter
 
 MAX_DEPTH = 20
 MAX_ERRORS = 50

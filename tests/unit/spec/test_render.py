@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from crq.render import (
+from crq.spec.render import (
     DIRECTIVES,
     RenderContext,
     TemplateError,
@@ -185,7 +185,7 @@ def test_a_large_value_with_many_placeholders_renders() -> None:
 
 
 def test_the_examples_in_the_spec_documentation_are_true() -> None:
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "spec.md").read_text()
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "spec.md").read_text()
     match = re.search(r"```\n(\{\{ run_date \}\}.*?)```", doc, re.DOTALL)
     assert match, "docs/spec.md lost its placeholder examples"
     at = RenderContext(datetime(2026, 1, 5, 6, 15, tzinfo=UTC), "weekly-overlap", "schedule")

@@ -1,4 +1,4 @@
-"""Checking a port before a werkzeug server binds it.
+"""Checking a port before a werkzeug server binds it (a TCP port to listen on).
 
 werkzeug's `make_server` answers a port in use by printing to stderr and calling `sys.exit(1)`;
 a probe first turns that into an error that names the option to change.

@@ -1,24 +1,42 @@
-"""The `crq` console script's outer guard: every failure is one line on stderr, never a traceback.
+"""The `crq` commands' guards: every failure is one line on stderr, never a traceback.
 
-Commands report the failures they know (`cli.friendly_errors`); this guard covers the rest:
-click's usage errors (a bad option value, a missing argument) as one line instead of a boxed
-panel, and, as a last resort, an unexpected exception as one line that asks for a report
-(`CRQ_DEBUG=1` shows the traceback instead).
+Commands report the failures they know (`friendly_errors`: a `CliError`, botocore's connection,
+credential and client errors, a file that cannot be read); the console script's outer guard
+(`run`) covers the rest: click's usage errors (a bad option value, a missing argument) as one
+line instead of a boxed panel, and, as a last resort, an unexpected exception as one line that
+asks for a report (`CRQ_DEBUG=1` shows the traceback instead). The option callbacks here check
+values before any call.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
 from rich.console import Console
 from rich.text import Text
 
-EXIT_USAGE = 2
+from crq_local.cli import console
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_FAILED = 1  # the command ran and the answer is "no" (invalid spec, query failed)
+EXIT_USAGE = 2  # the command could not run (missing file, bad config, nothing listening)
 EXIT_INTERRUPTED = 130
 EXIT_BUG = 70  # EX_SOFTWARE: crq itself failed
 DEBUG_VARIABLE = "CRQ_DEBUG"
@@ -27,6 +45,62 @@ DEBUG_VARIABLE = "CRQ_DEBUG"
 PORT_MIN, PORT_MAX = 0, 65_535
 # A stack name or id as CloudFormation accepts it.
 _STACK_NAME = re.compile(r"[A-Za-z][-A-Za-z0-9]{0,127}|arn:aws[-a-z]*:cloudformation:.+")
+
+
+class CliError(Exception):
+    """A failure to report as one line and an exit code."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def fail(message: str, exit_code: int = EXIT_USAGE) -> NoReturn:
+    raise CliError(message, exit_code)
+
+
+def friendly_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn the failures a user can cause into one clear line on stderr."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except CliError as exc:
+            _die(str(exc), exc.exit_code)
+        except EndpointConnectionError as exc:
+            _die(
+                f"cannot reach {exc.kwargs.get('endpoint_url', 'the endpoint')}: is the sandbox "
+                "running? Start it with `crq sandbox` and paste the export lines it prints."
+            )
+        except (NoCredentialsError, PartialCredentialsError):
+            _die(
+                "no AWS credentials: paste the export lines `crq sandbox` prints, or configure "
+                "a profile (`aws configure`) for a deployed stack."
+            )
+        except NoRegionError:
+            _die("no AWS region: set AWS_DEFAULT_REGION (the sandbox prints it) or use a profile.")
+        except ProfileNotFound as exc:
+            _die(str(exc))
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            _die(f"{exc.operation_name} failed: {error.get('Code')}: {error.get('Message')}")
+        except ParamValidationError as exc:
+            _die(f"invalid request: {exc.kwargs.get('report', exc)}")
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            _die(f"{exc.filename}: {exc.strerror or exc}")
+        except KeyboardInterrupt:
+            _die("interrupted", 130)
+
+    return wrapper
+
+
+def _die(message: str, exit_code: int = EXIT_USAGE) -> NoReturn:
+    # Text, not markup: messages quote user input, and `[...]` in it is not a style.
+    print_error(console.err, message)
+    raise typer.Exit(exit_code)
 
 
 def one_line(message: str) -> str:
@@ -103,7 +177,7 @@ def stack_name(value: str | None) -> str | None:
 
 def check_ids(**ids: Any) -> None:
     """Check Clean Rooms ids against the API model before a call, with a sentence per problem."""
-    from crq.apimodel import check_shape
+    from crq.spec.apimodel import check_shape
 
     errors = [e for e in check_shape("GetProtectedQueryInput", dict(ids)) if e.field in ids]
     if errors:

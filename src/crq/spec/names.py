@@ -62,7 +62,8 @@ def default_name_for_path(source: str) -> str:
 
 def claim_name(name: str, bucket: str, key: str, pipeline: Collaborators) -> FieldProblem | None:
     """Claim `name` for the spec at `key`; a problem on field `name` if a live spec holds it."""
-    from crq.spec import SpecInvalid, load_spec
+    from crq.spec.load import load_spec
+    from crq.spec.problems import SpecInvalid
 
     ledger = pipeline.ledger
     for _ in range(_MAX_CLAIM_ROUNDS):

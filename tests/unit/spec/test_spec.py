@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-import crq.safe_load
-from crq.apimodel import FieldError, shape
-from crq.spec import (
-    REDACTED,
+import crq.spec.safe_load
+from crq.spec import Spec, SpecInvalid, load_spec, redacted_request, render_request
+from crq.spec.apimodel import FieldError, shape
+from crq.spec.model import (
     RESERVED_NOTIFY_ATTRIBUTES,
     SNS_MAX_ATTRIBUTES,
     ComputeConfiguration,
@@ -24,16 +24,12 @@ from crq.spec import (
     OutputConfiguration,
     ResultConfiguration,
     S3Output,
-    Spec,
-    SpecInvalid,
     SqlParameters,
     Worker,
-    load_spec,
-    redacted_request,
-    render_request,
 )
+from crq.spec.request import REDACTED
 
-TESTS = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parents[2]
 BAD = TESTS / "bad_specs"
 GOOD = TESTS / "good_specs"
 BAD_EXPECTED: dict[str, dict[str, Any]] = yaml.safe_load((BAD / "expected.yaml").read_text())
@@ -116,7 +112,7 @@ def test_pure_python_yaml_parser_rejects_the_same_way(
 ) -> None:
     # Lambda's PyYAML may lack libyaml: the fallback parser must find the same problems.
     # Syntax errors are worded by each parser, so only their fields are compared.
-    monkeypatch.setattr(crq.safe_load, "_make_parser", crq.safe_load._PyParser)
+    monkeypatch.setattr(crq.spec.safe_load, "_make_parser", crq.spec.safe_load._PyParser)
     expected = BAD_EXPECTED[name]["errors"]
     syntax = any(fragment.startswith("invalid YAML") for _, fragment in expected)
     exc = rejected(name)
@@ -181,8 +177,8 @@ def test_good_specs_load_and_render_exactly(name: str) -> None:
     expected = GOOD_EXPECTED[name]
     spec = load_spec((GOOD / name).read_bytes(), source_of(name))
     assert spec.name == expected["name"]
-    assert spec.maxAttempts == expected["maxAttempts"]
-    assert spec.maxRuntimeMinutes == expected["maxRuntimeMinutes"]
+    assert spec.max_attempts == expected["maxAttempts"]
+    assert spec.max_runtime_minutes == expected["maxRuntimeMinutes"]
     assert spec.notify == expected["notify"]
     request = render_request(spec, spec.render_context(GOOD_RUN_TIME, "schedule"))
     assert request == expected["request"]
@@ -210,15 +206,15 @@ def test_the_example_in_the_spec_documentation_loads_and_renders() -> None:
     assert request["resultConfiguration"]["outputConfiguration"]["s3"]["keyPrefix"] == (
         "weekly-overlap/2026/01/05"
     )
-    assert (spec.maxRuntimeMinutes, spec.maxAttempts, spec.notify) == (90, 2, {"team": "growth"})
+    assert (spec.max_runtime_minutes, spec.max_attempts, spec.notify) == (90, 2, {"team": "growth"})
 
 
 def test_defaults_apply_when_keys_are_absent() -> None:
     spec = load_spec(spec_bytes(), "s3://b/specs/team-a/daily.report.yaml")
     assert spec.name == "team-a/daily.report"  # the key under specs/, folders kept
     assert spec.type == "SQL"
-    assert spec.maxAttempts == 2
-    assert spec.maxRuntimeMinutes is None
+    assert spec.max_attempts == 2
+    assert spec.max_runtime_minutes is None
     assert spec.notify == {}
     assert spec.source == "s3://b/specs/team-a/daily.report.yaml"
     assert spec.request_template() == {
@@ -245,7 +241,7 @@ def test_a_spec_of_exactly_the_size_limit_loads() -> None:
     head = spec_bytes(sql="sqlParameters:\n  queryString: SELECT 1 -- ")
     data = head + b"x" * (262_144 - len(head) - 1) + b"\n"
     assert len(data) == 262_144
-    assert load_spec(data, "s3://b/specs/big.yaml").sqlParameters.queryString is not None
+    assert load_spec(data, "s3://b/specs/big.yaml").sql_parameters.query_string is not None
     with pytest.raises(SpecInvalid, match="262145 bytes"):
         load_spec(data + b" ", "s3://b/specs/big.yaml")
 
@@ -288,7 +284,7 @@ def test_render_uses_the_run_time_and_never_changes_the_spec() -> None:
     assert first["resultConfiguration"]["outputConfiguration"]["s3"]["keyPrefix"] == (
         "r/2026-03-01"
     )
-    assert spec.sqlParameters.parameters == {
+    assert spec.sql_parameters.parameters == {
         "start_date": "{{ run_date - 7d }}",
         "end_date": "{{ run_date }}",
     }
@@ -407,13 +403,15 @@ def test_typed_shapes_follow_the_botocore_model(model: type, shape_name: str) ->
         "schedule",
         "timezone",
     }
-    fields = set(model.model_fields) - (pipeline_fields if model is Spec else set())  # type: ignore[attr-defined]
+    # The members as the request spells them (the Python attributes are snake_case).
+    members = {field.alias or name for name, field in model.model_fields.items()}  # type: ignore[attr-defined]
+    fields = members - (pipeline_fields if model is Spec else set())
     assert fields == set(shape(shape_name).members)  # type: ignore[attr-defined]
 
 
 def test_importing_the_spec_module_does_not_load_boto() -> None:
     code = (
-        "import sys, crq.spec, crq.render, crq.safe_load;"
+        "import sys, crq.spec.load, crq.spec.render, crq.spec.safe_load;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')))"
     )
     out = subprocess.run(
