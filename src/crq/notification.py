@@ -1,9 +1,9 @@
 """The notification contract (version "1.1"): its models, body, subject, attributes and schema.
 
-Pure: the body is built from the run alone (its stored `Outcome`), so a re-published
-notification is byte-for-byte the first one, with the same `notificationId`. Publishing it,
-exactly once per ended run, is `crq.delivery`'s job. docs/notifications.md documents the
-contract for subscribers.
+No calls and no writes: the body is built from the run alone (its stored `Outcome`), so a
+re-published notification is byte-for-byte the first one, with the same `notificationId`.
+Publishing it, exactly once per ended run, is `crq.delivery`'s job. docs/notifications.md
+documents the contract for subscribers.
 """
 
 from __future__ import annotations

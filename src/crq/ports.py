@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -18,11 +19,27 @@ from crq.metrics import RunMetrics
 from crq.preflight import CollaborationReader
 from crq.settings import Settings
 
-# ProtectedQueryStatus values (botocore cleanrooms 2022-02-17).
-TERMINAL_STATUSES = frozenset({"SUCCESS", "FAILED", "CANCELLED", "TIMED_OUT"})
+
+class QueryStatus(StrEnum):
+    """ProtectedQueryStatus values (botocore cleanrooms 2022-02-17). A query's `status` stays
+    the string Clean Rooms sent (a value added later must not fail a read); compare it with
+    these."""
+
+    SUBMITTED = "SUBMITTED"
+    STARTED = "STARTED"
+    CANCELLING = "CANCELLING"
+    CANCELLED = "CANCELLED"
+    FAILED = "FAILED"
+    SUCCESS = "SUCCESS"
+    TIMED_OUT = "TIMED_OUT"
+
+
+TERMINAL_STATUSES = frozenset(
+    {QueryStatus.SUCCESS, QueryStatus.FAILED, QueryStatus.CANCELLED, QueryStatus.TIMED_OUT}
+)
 # Statuses that hold one of the membership's concurrent-query slots. CANCELLING is counted too:
 # until it is CANCELLED the query may still occupy its slot, and guessing low risks a refusal.
-ACTIVE_STATUSES = frozenset({"SUBMITTED", "STARTED", "CANCELLING"})
+ACTIVE_STATUSES = frozenset({QueryStatus.SUBMITTED, QueryStatus.STARTED, QueryStatus.CANCELLING})
 
 
 class QuerySummary(BaseModel):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -62,10 +63,22 @@ MAX_ROUNDS = 5
 NEXT_FIRES = 3
 
 
+class SyncOutcome(StrEnum):
+    """What a schedule sync came to; the start function returns its value as is."""
+
+    IGNORED = "ignored"  # not a spec of crq's, or a deletion of one that had no schedule
+    UNSCHEDULED = "unscheduled"  # a spec without a schedule, which never had one
+    SET = "set"  # the schedule was created or changed (SCHEDULE_SET published)
+    REMOVED = "removed"  # the schedule was deleted (SCHEDULE_REMOVED published)
+    UNCHANGED = "unchanged"  # already as the spec wants it
+    DUPLICATE = "duplicate"  # this event was applied already
+    STALE = "stale"  # a newer event of the spec was applied already
+    SUPERSEDED = "superseded"  # a newer event of the spec followed this one
+
+
 @dataclass(frozen=True)
 class SyncResult:
-    # ignored | unscheduled | set | removed | unchanged | duplicate | stale | superseded
-    outcome: str
+    outcome: SyncOutcome
     run_now: bool
     schedule: str | None = None
     detail: str | None = None
@@ -76,7 +89,7 @@ class SyncResult:
     unchecked_record: str | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        shown = {"outcome": self.outcome, "run_now": self.run_now}
+        shown = {"outcome": str(self.outcome), "run_now": self.run_now}
         shown |= {"schedule": self.schedule, "detail": self.detail}
         return {key: value for key, value in shown.items() if value is not None}
 
@@ -111,40 +124,42 @@ def sync_schedule(
     problem = _not_ours(change.bucket, change.key, settings)
     if problem:
         # An upload goes on to the start use case, which says why it ignores it.
-        return SyncResult("ignored", run_now=uploaded, detail=problem)
+        return SyncResult(SyncOutcome.IGNORED, run_now=uploaded, detail=problem)
 
     wanted = _wanted(change, deps)
     sid = state_id(change.bucket, change.key)
     name = schedule_name(change.key)
     if defer_unscheduled and uploaded and wanted.desired is None and wanted.run_now:
         # What step 3 finds for most uploads, checked by the run's write instead of a read.
-        return SyncResult("unscheduled", True, name, spec_object=wanted.obj, unchecked_record=sid)
+        return SyncResult(
+            SyncOutcome.UNSCHEDULED, True, name, spec_object=wanted.obj, unchecked_record=sid
+        )
     sequencer = comparable_sequencer(change.sequencer or _time_sequencer(change.time))
     previous = deps.states.get(sid)
     wanted = wanted.keeping_anchor(previous)
 
-    def result(outcome: str, detail: str | None = None) -> SyncResult:
-        schedule = name if outcome != "ignored" else None
+    def result(outcome: SyncOutcome, detail: str | None = None) -> SyncResult:
+        shown = name if outcome is not SyncOutcome.IGNORED else None
         read = wanted.obj if uploaded else None
-        return SyncResult(outcome, wanted.run_now, schedule, detail, spec_object=read)
+        return SyncResult(outcome, wanted.run_now, shown, detail, spec_object=read)
 
     if previous is not None and previous.applied:
         if previous.sequencer > sequencer:
-            return result("stale")
+            return result(SyncOutcome.STALE)
         if previous.sequencer == sequencer and previous.version_id == change.version_id:
-            return result("duplicate")
+            return result(SyncOutcome.DUPLICATE)
     if wanted.desired is None and (
         previous is None or (previous.desired is None and previous.applied)
     ):
         if not uploaded:
-            return result("ignored", "deleted; it had no schedule")
-        return result("unscheduled")
+            return result(SyncOutcome.IGNORED, "deleted; it had no schedule")
+        return result(SyncOutcome.UNSCHEDULED)
     if (
         wanted.desired is not None
         and isinstance(change, SpecUploaded)
         and not _is_current(change, wanted.obj, deps)
     ):
-        return result("superseded", "a newer version or a deletion followed this upload")
+        return result(SyncOutcome.SUPERSEDED, "a newer version or a deletion followed this upload")
 
     spec_name = wanted.spec.name if wanted.spec else (previous.spec_name if previous else "")
     state = SpecState(
@@ -161,11 +176,12 @@ def sync_schedule(
     try:
         deps.states.claim(state)
     except StateClaimRefused as refused:
-        return result("stale" if refused.current.sequencer > sequencer else "duplicate")
+        stale = refused.current.sequencer > sequencer
+        return result(SyncOutcome.STALE if stale else SyncOutcome.DUPLICATE)
 
     if _converge(state, deps).sequencer != state.sequencer:
         logger.info("schedule change overtaken by a later event", extra=_log(state))
-        return result("superseded", "a later event of this spec was applied")
+        return result(SyncOutcome.SUPERSEDED, "a later event of this spec was applied")
 
     outcome = _announce(state, previous, wanted, deps)
     deps.states.mark_applied(state)
@@ -324,16 +340,16 @@ def _apply(state: SpecState, deps: ScheduleDeps) -> None:
 
 def _announce(
     state: SpecState, previous: SpecState | None, wanted: _Wanted, deps: ScheduleDeps
-) -> str:
+) -> SyncOutcome:
     had = previous.desired if previous is not None else None
     if state.desired is None:
         if had is None:
-            return "unchanged"
-        event, outcome = SCHEDULE_REMOVED, "removed"
+            return SyncOutcome.UNCHANGED
+        event, outcome = SCHEDULE_REMOVED, SyncOutcome.REMOVED
     elif previous is not None and previous.applied and had == state.desired:
-        return "unchanged"
+        return SyncOutcome.UNCHANGED
     else:
-        event, outcome = SCHEDULE_SET, "set"
+        event, outcome = SCHEDULE_SET, SyncOutcome.SET
     now = deps.clock()
     shown = state.desired or had
     assert shown is not None

@@ -38,16 +38,22 @@ from crq.lifecycle import (
     retry_attempt,
     submit,
 )
-from crq.ports import ACTIVE_STATUSES, Collaborators, ProtectedQuery, QuerySummary
+from crq.ports import (
+    ACTIVE_STATUSES,
+    Collaborators,
+    ProtectedQuery,
+    QueryStatus,
+    QuerySummary,
+)
 from crq.triggers import QueryChanged, TrackAll, TrackRequest
 
 logger = Logger(child=True)
 
-EVENTS_BY_STATUS = {
-    "SUCCESS": RunEvent.QUERY_SUCCEEDED,
-    "FAILED": RunEvent.QUERY_FAILED,
-    "CANCELLED": RunEvent.QUERY_CANCELLED,
-    "TIMED_OUT": RunEvent.QUERY_TIMED_OUT,
+EVENTS_BY_STATUS: dict[str, RunEvent] = {
+    QueryStatus.SUCCESS: RunEvent.QUERY_SUCCEEDED,
+    QueryStatus.FAILED: RunEvent.QUERY_FAILED,
+    QueryStatus.CANCELLED: RunEvent.QUERY_CANCELLED,
+    QueryStatus.TIMED_OUT: RunEvent.QUERY_TIMED_OUT,
 }
 # Error codes of failed queries worth one more attempt when Clean Rooms does not say
 # (`error.retry.retryable` is newer than the botocore model crq is built against).
@@ -375,7 +381,7 @@ def _finish(
         )
         error = ErrorInfo(code=code, message=query.error_message or "", retryable=retryable)
     if (
-        query.status == "FAILED"
+        query.status == QueryStatus.FAILED
         and error is not None
         and error.retryable
         and run.attempt < run.max_attempts
@@ -385,7 +391,7 @@ def _finish(
     objects: list[ResultObject] | None = None
     truncated: bool | None = None
     not_listed: bool | None = None
-    if query.status == "SUCCESS" and query.result_output:
+    if query.status == QueryStatus.SUCCESS and query.result_output:
         try:
             objects, truncated = _result_objects(query.result_output, deps)
         except ResultsUnavailable as exc:
@@ -397,7 +403,7 @@ def _finish(
                 extra={"runId": run.run_id, "location": exc.location, "reason": exc.reason},
             )
     reason = None
-    if query.status == "CANCELLED":
+    if query.status == QueryStatus.CANCELLED:
         reason = run.cancel_reason or "cancelled outside crq"
     outcome = Outcome(
         event=EVENTS_BY_STATUS[query.status],

@@ -18,7 +18,7 @@ from typing import Any
 from crq.errors import ScheduleRecordFound
 from crq.ports import Collaborators
 from crq.schedule_state import ScheduleDeps
-from crq.schedule_sync import sync_schedule
+from crq.schedule_sync import SyncOutcome, sync_schedule
 from crq.starter import start_run
 from crq.triggers import SpecDeleted, SpecUploaded, StartTrigger
 
@@ -54,6 +54,6 @@ def sync_and_start(
             return synced.as_dict()
         started = start_run(trigger, deps, synced.spec_object)
     result = started.as_dict()
-    if synced is not None and synced.outcome not in ("ignored", "unscheduled"):
-        result["schedule"] = synced.outcome
+    if synced is not None and synced.outcome not in (SyncOutcome.IGNORED, SyncOutcome.UNSCHEDULED):
+        result["schedule"] = str(synced.outcome)
     return result

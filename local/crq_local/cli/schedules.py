@@ -339,15 +339,15 @@ class _Starter:
 
     def __init__(self, target: Target) -> None:
         self._target = target
-        self._pipeline: Any = None
+        self._deps: Any = None
 
     def fire(self, key: str, when: datetime) -> dict[str, Any]:
-        if self._target.start_function is None and self._pipeline is None:
-            self._pipeline = _local_pipeline(self._target)
-        return _fire(self._target, key, when, self._pipeline)
+        if self._target.start_function is None and self._deps is None:
+            self._deps = _local_collaborators(self._target)
+        return _fire(self._target, key, when, self._deps)
 
 
-def _fire(target: Target, key: str, when: datetime, pipeline: Any) -> dict[str, Any]:
+def _fire(target: Target, key: str, when: datetime, deps: Any) -> dict[str, Any]:
     scheduled = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     event = {
         "specKey": key,
@@ -368,10 +368,10 @@ def _fire(target: Target, key: str, when: datetime, pipeline: Any) -> dict[str, 
     from crq.starter import start_run
     from crq.triggers import parse_start_event
 
-    return start_run(parse_start_event(event), pipeline).as_dict()  # type: ignore[arg-type]
+    return start_run(parse_start_event(event), deps).as_dict()  # type: ignore[arg-type]
 
 
-def _local_pipeline(target: Target) -> Any:
+def _local_collaborators(target: Target) -> Any:
     """The start use case's collaborators against the sandbox's endpoints (its exports)."""
     from aws_lambda_powertools import Metrics
 
