@@ -305,6 +305,7 @@ def _pipeline_stack(memberships: int = 1) -> Iterator[SimpleNamespace]:
 
     from crq_local import stack
     from crq_local.engine import Engine, Timings
+    from crq_local.engine.inprocess import installed
     from crq_local.sandbox.stack_resources import AwsClients, create_stack
 
     config, ids = _world(memberships)
@@ -322,7 +323,7 @@ def _pipeline_stack(memberships: int = 1) -> Iterator[SimpleNamespace]:
                 published.append(time.monotonic())
 
     try:
-        with mock_aws(), engine.installed(), _atomic_dynamodb():
+        with mock_aws(), installed(engine), _atomic_dynamodb():
             setup = boto3.session.Session()  # the bench's own calls are not counted
             clients = AwsClients(
                 *(
@@ -419,6 +420,8 @@ PREFLIGHT_ONES = (
 
 
 def lifecycle_calls() -> None:
+    from crq_local.engine.testing import wait_until_idle
+
     with _pipeline_stack() as env:
         for path in ("event", "tick"):
             env.calls.clear()
@@ -426,7 +429,7 @@ def lifecycle_calls() -> None:
             started = time.monotonic()
             result = env.start(event, _Context())
             assert result["outcome"] == "started", result
-            assert env.engine.wait_until_idle(30)
+            assert wait_until_idle(env.engine, 30)
             ended = time.monotonic()
             if path == "event":
                 summary = env.track(_status_event(MEMBERSHIP, result["query_id"]), _Context())
@@ -759,7 +762,7 @@ def engine_ratios(repeats: int = 9) -> None:
                     bound=SimpleNamespace(sql=sql, values={}),
                     execution=Execution(),
                 )
-                engine._execute(q)
+                engine.runner.execute(q)
 
             def direct(views: dict[str, str] = views, sql: str = sql) -> None:
                 with duckdb.connect(":memory:", config={"threads": 2}) as con:
@@ -886,6 +889,7 @@ def preflight_calls(specs: int = 40) -> dict[str, Any]:
     every kind of read is needed), started by the start function and, past the membership's
     five slots, by the track function: two containers, each with its own cache."""
     from crq.preflight import CachedReader
+    from crq_local.engine.testing import wait_until_idle
 
     template_arn = (
         f"arn:aws:cleanrooms:{REGION}:111111111111:membership/{MEMBERSHIP}"
@@ -924,7 +928,7 @@ def preflight_calls(specs: int = 40) -> dict[str, Any]:
             deadline = time.monotonic() + 120
             started = "cleanrooms.StartProtectedQuery"
             while env.calls[started] < specs and time.monotonic() < deadline:
-                env.engine.wait_until_idle(10)
+                wait_until_idle(env.engine, 10)
                 env.track({"source": "crq.track"}, _Context())
             if env.calls[started] < specs:
                 raise SystemExit("bench: the preflight burst did not start every query")

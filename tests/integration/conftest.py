@@ -32,6 +32,8 @@ from moto import mock_aws
 
 from crq_local import stack
 from crq_local.engine import Engine, EngineConfig, Timings, load_config
+from crq_local.engine.inprocess import installed
+from crq_local.engine.testing import wait_until_idle
 from crq_local.sandbox.stack_resources import (
     AwsClients,
     create_bucket,
@@ -249,12 +251,12 @@ def pipeline_stack(
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     engine = Engine(collaboration, timings=Timings.fast())
     try:
-        with mock_aws(), engine.installed():
+        with mock_aws(), installed(engine):
             built = _create_stack(engine)
             for name, value in built.environment.items():
                 monkeypatch.setenv(name, value)
             yield built
-            engine.wait_until_idle(5)
+            wait_until_idle(engine, 5)
     finally:
         engine.shutdown()
 

@@ -18,28 +18,32 @@ Public API (keep it small; docs/engine.md has the file format, faults and limits
     # In-process (tests): every boto3/botocore session created from now on sends its
     # cleanrooms requests for AWS's endpoint to the engine (a client given an explicit
     # endpoint URL is left alone); create clients inside the block.
-    with engine.installed():
+    from crq_local.engine.inprocess import installed, install, uninstall
+    with installed(engine):
         boto3.client("cleanrooms").start_protected_query(...)
-    engine.install(session) / engine.uninstall(session)   # one session only
+    install(engine, session) / uninstall(engine, session)   # one session only
 
     # Over HTTP on loopback (port 0: a free one):
-    with engine.make_server("127.0.0.1", 0) as server:   # server.url, server.port
+    from crq_local.engine.server import make_server, serve, run
+    with make_server(engine, "127.0.0.1", 0) as server:   # server.url, server.port
         ...
-    engine.serve("127.0.0.1", 4599)                       # blocks until Ctrl-C
-    crq_local.engine.server.run(config_path, host, port, timings)   # what `crq engine` calls
+    serve(engine, "127.0.0.1", 4599)                       # blocks until Ctrl-C
+    run(config_path, host, port, timings)                  # what `crq engine` calls
 
     engine.received            # the StartProtectedQuery requests accepted (Received records)
-    engine.wait_until_idle(timeout) -> bool   # every query ended, every event sent
-    engine.release(query_id=None)  # let `-- crq-fault: hold` queries finish
-    engine.forget(query_id)    # the id now answers ResourceNotFoundException
-    engine.throttle(requests=N, seconds=T, operations=[...])   # ThrottlingException on demand
     engine.shutdown()
 
+    # Test controls (crq_local.engine.testing): wait_until_idle(engine, timeout),
+    # release(engine, query_id=None), forget(engine, query_id), throttle(engine, ...).
+
+The front doors and test controls are functions of their own modules that take an engine;
+the engine core (engine.py, operations.py, runner.py, world.py, ...) never imports them.
 A malformed collaboration file raises CollaborationFileError (message: file, key, reason).
 """
 
 from .config import CollaborationFileError, EngineConfig, load_config, parse_config
-from .engine import Engine, Received
+from .engine import Engine
+from .queries import Received
 from .server import EngineServer, RemoteHostRefused
 from .timings import Timings
 

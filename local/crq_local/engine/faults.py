@@ -160,7 +160,7 @@ class FaultCounters:
 
 class Throttle:
     """Engine-wide ThrottlingException: the collaboration file's `faults.throttle`, the rate
-    limit of `limits`, and `Engine.throttle(...)` at run time. Thread-safe."""
+    limit of `limits`, and `crq_local.engine.testing.throttle(...)` at run time. Thread-safe."""
 
     def __init__(
         self,

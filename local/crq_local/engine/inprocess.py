@@ -2,7 +2,8 @@
 
 botocore emits `before-send.cleanrooms.<Operation>` with the prepared request just before it
 would go on the wire; the first handler returning a response wins. The engine's handler turns
-the request into a WSGI call of the same app the server runs, and returns an `AWSResponse`.
+the request into a werkzeug request for the same app the server runs (`wsgi.answer`), and
+returns an `AWSResponse`.
 It answers only the operations the engine implements, sent to Clean Rooms' AWS endpoint, and
 returns None for anything else (a client with an explicit endpoint URL is left alone).
 
@@ -11,24 +12,28 @@ Ordering matters: moto registers its own stubber (it also has a cleanrooms backe
 inserted there as REGISTER_FIRST, so it runs before moto's; and since botocore calls every
 handler of the event anyway, the answered request's URL is then pointed at a host moto does not
 serve, so moto's cleanrooms backend never acts on a request the engine answered.
+
+    with installed(engine): ...      # every session created from now on, and the default one
+    install(engine, session) / uninstall(engine, session)   # one session only
 """
 
 from __future__ import annotations
 
-import io
 import re
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 from botocore import handlers
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.compat import HTTPHeaders
+from werkzeug.test import EnvironBuilder
 
-if TYPE_CHECKING:
-    from .engine import Engine
+from .engine import Engine
+from .wsgi import answer as wsgi_answer
 
 EVENT = "before-send.cleanrooms"
 ANSWERED_HOST = "answered-by-crq-engine.invalid"
@@ -37,6 +42,31 @@ _AWS_HOST = re.compile(r"cleanrooms(-fips)?\.[a-z0-9-]+\.(amazonaws\.com(\.cn)?|
 
 _lock = threading.Lock()
 _active: Engine | None = None
+
+
+@contextmanager
+def installed(engine: Engine) -> Iterator[Engine]:
+    """Answer cleanrooms requests of every boto3/botocore session in this process."""
+    engine.open()
+    _install_global(engine)
+    try:
+        yield engine
+    finally:
+        _uninstall_global(engine)
+
+
+def install(engine: Engine, session: Any) -> None:
+    """Answer cleanrooms requests of one boto3 or botocore session (clients made after)."""
+    engine.open()
+
+    def handler(request: AWSPreparedRequest, event_name: str = "", **_: Any) -> Any:
+        return _handle(engine, request, event_name)
+
+    _emitter(session).register_first(EVENT, handler, unique_id=_session_handler_id(engine))
+
+
+def uninstall(engine: Engine, session: Any) -> None:
+    _emitter(session).unregister(EVENT, unique_id=_session_handler_id(engine))
 
 
 class _Raw:
@@ -51,37 +81,28 @@ class _Raw:
 
 
 def answer(engine: Engine, request: AWSPreparedRequest) -> AWSResponse:
-    """Run one prepared request through the engine's WSGI app."""
+    """Run one prepared request through the engine's HTTP front (wsgi.py)."""
     url = urlsplit(request.url)
-    body = _body_bytes(request.body)
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": request.method,
-        "PATH_INFO": url.path,
-        "RAW_URI": url.path + (f"?{url.query}" if url.query else ""),
-        "QUERY_STRING": url.query,
-        "SERVER_NAME": url.hostname or "localhost",
-        "SERVER_PORT": str(url.port or (443 if url.scheme == "https" else 80)),
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "CONTENT_LENGTH": str(len(body)),
-        "CONTENT_TYPE": request.headers.get("Content-Type", ""),
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.url_scheme": url.scheme or "https",
-        "wsgi.errors": io.StringIO(),
-    }
-    for name, value in request.headers.items():
-        key = name.upper().replace("-", "_")
-        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            environ[f"HTTP_{key}"] = value if isinstance(value, str) else value.decode()
-    captured: dict[str, Any] = {}
-
-    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
-        captured["status"], captured["headers"] = int(status.split()[0]), headers
-
-    payload = b"".join(engine.wsgi_app(environ, start_response))
-    headers = HTTPHeaders()
-    for name, value in captured["headers"]:
-        headers[name] = value
-    return AWSResponse(request.url, captured["status"], headers, _Raw(payload))
+    headers = [
+        (name, value if isinstance(value, str) else value.decode())
+        for name, value in request.headers.items()
+    ]
+    builder = EnvironBuilder(
+        # The raw path and query: RAW_URI keeps an encoded '/' inside a label.
+        path=url.path + (f"?{url.query}" if url.query else ""),
+        base_url=f"{url.scheme or 'https'}://{url.netloc or 'localhost'}",
+        method=request.method,
+        headers=headers,
+        data=_body_bytes(request.body),
+    )
+    try:
+        response = wsgi_answer(engine, builder.get_request())
+    finally:
+        builder.close()
+    out = HTTPHeaders()
+    for name, value in response.headers.items():
+        out[name] = value
+    return AWSResponse(request.url, response.status_code, out, _Raw(response.get_data()))
 
 
 def _body_bytes(body: Any) -> bytes:
@@ -118,7 +139,7 @@ def _dispatch(request: AWSPreparedRequest, event_name: str = "", **_: Any) -> AW
     return None if engine is None else _handle(engine, request, event_name)
 
 
-def install_global(engine: Engine) -> None:
+def _install_global(engine: Engine) -> None:
     """Route cleanrooms requests of this process to `engine`: sessions created from now on
     (including boto3's default session after moto resets it), and the current default one."""
     global _active
@@ -134,7 +155,7 @@ def install_global(engine: Engine) -> None:
         emitter.register_first(EVENT, _dispatch, unique_id=_DISPATCH_ID)
 
 
-def uninstall_global(engine: Engine) -> None:
+def _uninstall_global(engine: Engine) -> None:
     """Stop routing to `engine`. The dispatcher stays registered but answers nothing."""
     global _active
     with _lock:
@@ -149,14 +170,3 @@ def _emitter(session: Any) -> Any:
 
 def _session_handler_id(engine: Engine) -> str:
     return f"crq-engine-{id(engine)}"
-
-
-def install_on(engine: Engine, session: Any) -> None:
-    def handler(request: AWSPreparedRequest, event_name: str = "", **_: Any) -> Any:
-        return _handle(engine, request, event_name)
-
-    _emitter(session).register_first(EVENT, handler, unique_id=_session_handler_id(engine))
-
-
-def uninstall_from(engine: Engine, session: Any) -> None:
-    _emitter(session).unregister(EVENT, unique_id=_session_handler_id(engine))

@@ -1,5 +1,9 @@
 """The engine over HTTP on loopback: `crq engine` and the sandbox run this.
 
+    with make_server(engine, "127.0.0.1", 0) as server:   # server.url, server.port
+        ...
+    serve(engine, "127.0.0.1", 4599)                       # blocks until Ctrl-C
+
 `run(config_path, host, port, timings)` is what the CLI calls: it blocks until Ctrl-C or
 SIGTERM and then stops cleanly. Hosts other than loopback are refused unless `allow_remote`:
 the engine has no authentication, and anyone who can reach it can read the tables.
@@ -14,15 +18,13 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug import serving
 
 from .config import load_config
+from .engine import Engine
 from .timings import Timings
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from .wsgi import make_app
 
 log = logging.getLogger("crq.engine.server")
 
@@ -40,7 +42,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class _QuietHandler(WSGIRequestHandler):
+class _QuietHandler(serving.WSGIRequestHandler):
     # werkzeug prints a line per request to stderr; the engine logs what matters itself.
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         log.debug("request", extra={"path": self.path, "status": str(code)})
@@ -57,8 +59,8 @@ class EngineServer:
                 "use a loopback address such as 127.0.0.1"
             )
         self.engine = engine
-        self._server: BaseWSGIServer = make_server(
-            host, port, engine.wsgi_app, threaded=True, request_handler=_QuietHandler
+        self._server: serving.BaseWSGIServer = serving.make_server(
+            host, port, make_app(engine), threaded=True, request_handler=_QuietHandler
         )
         self._thread: threading.Thread | None = None
 
@@ -100,6 +102,26 @@ class EngineServer:
         self.shutdown()
 
 
+def make_server(
+    engine: Engine, host: str = "127.0.0.1", port: int = 0, *, allow_remote: bool = False
+) -> EngineServer:
+    """A threaded HTTP server for `engine` on (host, port); port 0 picks a free one. Call
+    start() (or use it as a context manager)."""
+    server = EngineServer(engine, host, port, allow_remote=allow_remote)
+    engine.open()
+    return server
+
+
+def serve(engine: Engine, host: str = "127.0.0.1", port: int = 4599) -> None:
+    """Serve HTTP until interrupted (KeyboardInterrupt), then shut the engine down."""
+    server = make_server(engine, host, port)
+    try:
+        server.serve_forever()
+    finally:
+        server.shutdown()
+        engine.shutdown()
+
+
 def run(
     config_path: str | Path,
     host: str = "127.0.0.1",
@@ -116,10 +138,8 @@ def run(
     non-loopback host, before anything listens. `on_ready(server)` is called once the port is
     open (`server.url`, e.g. to print it).
     """
-    from .engine import Engine
-
     engine = Engine(load_config(config_path), timings=timings or Timings.demo())
-    server = engine.make_server(host, port, allow_remote=allow_remote)
+    server = make_server(engine, host, port, allow_remote=allow_remote)
     stop = stop or threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -1,6 +1,13 @@
-"""Helpers for tests that drive the engine through boto3 beside moto (crq's own tests use them).
+"""Test controls and helpers for tests that drive the engine through boto3 beside moto.
 
-    with moto_server() as aws_url, engine.make_server() as server:
+The controls (crq's own tests and the benchmarks use them; the engine never imports this):
+
+    wait_until_idle(engine, timeout) -> bool   # every query ended, every event sent
+    release(engine, query_id=None)             # let `-- crq-fault: hold` queries finish
+    forget(engine, query_id)                   # the id now answers ResourceNotFoundException
+    throttle(engine, requests=N, seconds=T, operations=[...])   # ThrottlingException on demand
+
+    with moto_server() as aws_url, make_server(engine) as server:
         # AWS_ENDPOINT_URL=aws_url for S3/EventBridge, AWS_ENDPOINT_URL_CLEANROOMS=server.url
 
 `Harness` bundles an engine with the clients a test uses, a results bucket and an SQS queue
@@ -30,8 +37,34 @@ from moto.server import ThreadedMotoServer
 
 from .aws import new_session
 from .config import parse_config
-from .engine import ENDED, Engine
+from .engine import Engine
+from .inprocess import installed
+from .queries import ENDED
+from .server import make_server
 from .timings import Timings
+
+
+def wait_until_idle(engine: Engine, timeout: float = 10.0) -> bool:
+    """Wait until every query has ended and its events are sent. False on timeout."""
+    return engine.runner.wait_until_idle(timeout)
+
+
+def release(engine: Engine, query_id: str | None = None) -> None:
+    """Let held queries (`-- crq-fault: hold`) finish: one, or all when no id is given."""
+    engine.runner.release(query_id)
+
+
+def forget(engine: Engine, query_id: str) -> None:
+    """Drop a query, as if Clean Rooms no longer knew it: its id now answers
+    ResourceNotFoundException, and it sends no more events."""
+    engine.runner.forget(query_id)
+
+
+def throttle(
+    engine: Engine, requests: int = 0, seconds: float = 0.0, operations: list[str] | None = None
+) -> None:
+    """Answer ThrottlingException to the next `requests` requests and/or for `seconds`."""
+    engine.throttling.add(requests, seconds, operations)
 
 
 @contextmanager
@@ -139,7 +172,7 @@ class Harness:
 
     def finish(self, query_id: str) -> dict[str, Any]:
         """Wait for the engine to go idle, then read the query as a client would."""
-        assert self.engine.wait_until_idle(10), "the engine did not go idle"
+        assert wait_until_idle(self.engine, 10), "the engine did not go idle"
         return self.get(query_id)
 
     def keys(self, prefix: str = "") -> list[str]:
@@ -222,10 +255,10 @@ def open_harness(
         env.delenv("AWS_ENDPOINT_URL", raising=False)
         env.delenv("AWS_ENDPOINT_URL_CLEANROOMS", raising=False)
         stack.enter_context(mock_aws())
-        stack.enter_context(engine.installed())
+        stack.enter_context(installed(engine))
     else:
         env.setenv("AWS_ENDPOINT_URL", aws_url())
-        server = stack.enter_context(engine.make_server("127.0.0.1", 0))
+        server = stack.enter_context(make_server(engine, "127.0.0.1", 0))
         env.setenv("AWS_ENDPOINT_URL_CLEANROOMS", server.url)
     # Unwound first: no query thread outlives the mock or the server.
     stack.callback(engine.shutdown)

@@ -200,6 +200,7 @@ class Sandbox:
         self, config: EngineConfig, template: dict[str, Any], memberships: list[str]
     ) -> None:
         from crq_local.engine.engine import Engine
+        from crq_local.engine.server import make_server
         from crq_local.engine.timings import Timings
 
         region = config.region
@@ -231,7 +232,7 @@ class Sandbox:
         # The engine's port, bound now, so its URL is in the environment before threads run.
         self.engine = Engine(config, timings=self.options.timings or Timings.demo())
         try:
-            engine_server = self.engine.make_server(self.options.host, self.options.engine_port)
+            engine_server = make_server(self.engine, self.options.host, self.options.engine_port)
         except (OSError, SystemExit) as exc:  # werkzeug exits on a port taken meanwhile
             raise self._listen_error(
                 self.options.engine_port, "the Clean Rooms engine", "--engine-port", exc

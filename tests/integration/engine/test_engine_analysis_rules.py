@@ -21,7 +21,7 @@ import botocore.exceptions
 import pytest
 from test_engine_queries import impressions
 
-from crq_local.engine.testing import Harness, MakeHarness, example_world
+from crq_local.engine.testing import Harness, MakeHarness, example_world, wait_until_idle
 
 PROTECTED = "1e7b3c95-8d2f-4a61-b4c0-3f9e5a1d7c28"
 COLLAB = "9c2e4f71-5a3b-4d8e-8f1c-6b0a2d7e9f43"
@@ -45,7 +45,7 @@ def reach_computed_independently() -> dict[tuple[str, str], int]:
 
 def ended(harness: Harness, query_id: str) -> dict[str, Any]:
     """The query once the engine is idle, read as a client would (its membership's view)."""
-    assert harness.engine.wait_until_idle(10), "the engine did not go idle"
+    assert wait_until_idle(harness.engine, 10), "the engine did not go idle"
     return harness.get(query_id, membership=PROTECTED)
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from crq_local.engine import Timings
-from crq_local.engine.testing import MEMBERSHIP, Harness, MakeHarness, example_world
+from crq_local.engine.testing import (
+    MEMBERSHIP,
+    Harness,
+    MakeHarness,
+    example_world,
+    release,
+    throttle,
+    wait_until_idle,
+)
 
 HOLD = "SELECT 1 AS one -- crq-fault: hold"
 
@@ -28,11 +36,11 @@ def test_the_sixth_concurrent_query_exceeds_the_quota(harness: Harness) -> None:
     assert caught.value.response["quotaName"]
     assert len(harness.engine.received) == 5
     # Once one ends, a slot is free again
-    harness.engine.release(held[0])
+    release(harness.engine, held[0])
     assert harness.wait_for(held[0])["status"] == "SUCCESS"
     harness.start("SELECT 2 AS two")
-    harness.engine.release()
-    assert harness.engine.wait_until_idle(10)
+    release(harness.engine)
+    assert wait_until_idle(harness.engine, 10)
     statuses = [
         q["status"]
         for q in harness.cleanrooms.list_protected_queries(membershipIdentifier=MEMBERSHIP)[
@@ -75,8 +83,8 @@ def test_a_cancelled_query_frees_its_slot(harness: Harness) -> None:
     held = [harness.start(HOLD) for _ in range(5)]
     cancel(harness, held[0])
     harness.start("SELECT 2 AS two")  # no ServiceQuotaExceededException
-    harness.engine.release()
-    assert harness.engine.wait_until_idle(10)
+    release(harness.engine)
+    assert wait_until_idle(harness.engine, 10)
 
 
 # ---- slow queries and timeouts ------------------------------------------------------
@@ -91,7 +99,7 @@ def test_a_query_slower_than_the_timeout_times_out(make_harness: MakeHarness) ->
 def test_a_slow_query_stays_started(harness: Harness) -> None:
     query_id = harness.start("SELECT 1 AS one -- crq-fault: slow=10m")
     assert harness.wait_for(query_id, ["STARTED"])["status"] == "STARTED"
-    assert not harness.engine.wait_until_idle(0.2)
+    assert not wait_until_idle(harness.engine, 0.2)
     assert harness.get(query_id)["status"] == "STARTED"
     cancel(harness, query_id)
     assert harness.finish(query_id)["status"] == "CANCELLED"
@@ -101,7 +109,7 @@ def test_a_slow_query_stays_started(harness: Harness) -> None:
 
 
 def test_throttle_on_demand(harness: Harness) -> None:
-    harness.engine.throttle(requests=2, operations=["StartProtectedQuery"])
+    throttle(harness.engine, requests=2, operations=["StartProtectedQuery"])
     errors = harness.cleanrooms.exceptions
     for _ in range(2):
         with pytest.raises(errors.ThrottlingException):
@@ -131,7 +139,7 @@ def test_the_rate_limit_throttles_beyond_the_burst(make_harness: MakeHarness) ->
 
 def test_botocore_retries_through_throttling(harness: Harness) -> None:
     # A client with its default retry policy rides over a short throttle, as on AWS.
-    harness.engine.throttle(requests=1)
+    throttle(harness.engine, requests=1)
     patient = harness.session.client("cleanrooms")
     assert patient.get_membership(membershipIdentifier=MEMBERSHIP)["membership"]["id"] == (
         MEMBERSHIP

@@ -17,6 +17,7 @@ from crq_local.engine.testing import (
     RETAILER,
     RETAILER_MEMBERSHIP,
     Harness,
+    forget,
 )
 
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
@@ -177,7 +178,7 @@ def test_unknown_and_forgotten_queries(shared: Harness) -> None:
         shared.get(UNKNOWN_ID)
     query_id = shared.start("SELECT 1 AS one")
     shared.finish(query_id)
-    shared.engine.forget(query_id)
+    forget(shared.engine, query_id)
     with pytest.raises(shared.cleanrooms.exceptions.ResourceNotFoundException) as caught:
         shared.get(query_id)
     assert caught.value.response["resourceId"] == query_id

@@ -27,8 +27,9 @@ from crq_local.engine import (
     load_config,
 )
 from crq_local.engine.aws import new_session
-from crq_local.engine.server import run
-from crq_local.engine.testing import EXAMPLE, MEMBERSHIP, NO_RETRIES, OVERLAP_ARN
+from crq_local.engine.inprocess import installed
+from crq_local.engine.server import make_server, run
+from crq_local.engine.testing import EXAMPLE, MEMBERSHIP, NO_RETRIES, OVERLAP_ARN, wait_until_idle
 
 AWS_CLI = Path(sys.executable).parent / "aws"
 
@@ -43,7 +44,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 @pytest.fixture
 def server(engine: Engine, moto_env: str) -> Iterator[EngineServer]:
     # The engine makes its AWS clients when its server is made: the endpoint is set first.
-    with engine.make_server("127.0.0.1", 0) as server:
+    with make_server(engine, "127.0.0.1", 0) as server:
         yield server
 
 
@@ -105,7 +106,7 @@ def test_the_aws_cli_runs_a_query_against_the_server(
         ),
     )
     query_id = started["protectedQuery"]["id"]
-    assert engine.wait_until_idle(10)
+    assert wait_until_idle(engine, 10)
     # Then get-protected-query shows SUCCESS and the result is in S3
     got = aws(
         "get-protected-query",
@@ -130,7 +131,7 @@ def test_the_aws_endpoint_can_be_given_instead_of_the_environment(
     s3 = new_session().client("s3", endpoint_url=aws_url)
     s3.create_bucket(Bucket="explicit-results")
     try:
-        with engine.make_server() as server:
+        with make_server(engine) as server:
             client = new_session().client("cleanrooms", endpoint_url=server.url, config=NO_RETRIES)
             query_id = client.start_protected_query(
                 type="SQL",
@@ -142,7 +143,7 @@ def test_the_aws_endpoint_can_be_given_instead_of_the_environment(
                     }
                 },
             )["protectedQuery"]["id"]
-            assert engine.wait_until_idle(10)
+            assert wait_until_idle(engine, 10)
     finally:
         engine.shutdown()
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="explicit-results")["Contents"]]
@@ -192,7 +193,7 @@ def test_the_error_says_whether_a_retry_may_help(
     )
     assert status == 200
     query_id = body["protectedQuery"]["id"]
-    assert engine.wait_until_idle(10)
+    assert wait_until_idle(engine, 10)
     _, body = call(server, "GET", f"/memberships/{MEMBERSHIP}/protectedQueries/{query_id}")
     assert body["protectedQuery"]["error"]["retry"] == {"retryable": True}
     assert isinstance(body["protectedQuery"]["createTime"], float)  # epoch seconds
@@ -252,7 +253,7 @@ def test_run_refuses_bad_input_before_listening(tmp_path: Path) -> None:
 
 
 def test_in_process_only_answers_what_it_implements(engine: Engine) -> None:
-    with mock_aws(), engine.installed():
+    with mock_aws(), installed(engine):
         client = boto3.client("cleanrooms", region_name="us-east-1")
         assert client.get_membership(membershipIdentifier=MEMBERSHIP)["membership"]["id"] == (
             MEMBERSHIP
@@ -263,7 +264,7 @@ def test_in_process_only_answers_what_it_implements(engine: Engine) -> None:
 
 def test_in_process_leaves_explicit_endpoints_alone(engine: Engine, tmp_path: Path) -> None:
     other = Engine(load_config(EXAMPLE), members_dir=tmp_path / "other")
-    with other.make_server("127.0.0.1", 0) as server, mock_aws(), engine.installed():
+    with make_server(other, "127.0.0.1", 0) as server, mock_aws(), installed(engine):
         try:
             client = new_session().client("cleanrooms", endpoint_url=server.url, config=NO_RETRIES)
             client.start_protected_query(

@@ -81,7 +81,7 @@ def test_the_engine_makes_its_aws_clients_before_any_query(
     # When the engine opens its front door
     h = make_harness()
     # Then its S3 and EventBridge clients exist already
-    assert h.engine._clients.made() >= {"s3", "events"}
+    assert h.engine.clients.made() >= {"s3", "events"}
     assert len(made) == 1
 
     # And a burst of queries makes none

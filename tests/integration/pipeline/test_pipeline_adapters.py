@@ -34,6 +34,7 @@ from crq.ledger import (
     TriggerType,
 )
 from crq.schedule_state import DesiredSchedule, SpecState
+from crq_local.engine.testing import forget, throttle, wait_until_idle
 
 MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
@@ -218,7 +219,7 @@ def test_the_gateway_starts_lists_and_gets_queries(
 ) -> None:
     started = gateway.start_protected_query(request())
     assert started.status == "SUBMITTED" and started.membership_id == MEMBERSHIP
-    assert pipeline_stack.engine.wait_until_idle(10)
+    assert wait_until_idle(pipeline_stack.engine, 10)
     [listed] = gateway.list_queries(MEMBERSHIP, None)
     assert listed.id == started.id and listed.ended
     got = gateway.get_query(MEMBERSHIP, started.id)
@@ -234,7 +235,7 @@ def test_the_gateway_pages_only_as_far_back_as_needed(
     ids = []
     for _ in range(5):
         ids.append(gateway.start_protected_query(request()).id)
-        assert pipeline_stack.engine.wait_until_idle(10)
+        assert wait_until_idle(pipeline_stack.engine, 10)
     calls: list[str] = []
     gateway._client.meta.events.register(
         "before-call.cleanrooms.ListProtectedQueries", lambda **_: calls.append("list")
@@ -260,7 +261,7 @@ def test_start_errors_become_domain_errors(gateway: CleanRoomsGateway, pipeline_
     assert refused.value.code.startswith(
         ("ResourceNotFoundException", "AccessDeniedException", "ValidationException")
     )
-    pipeline_stack.engine.throttle(requests=1, seconds=60, operations=["StartProtectedQuery"])
+    throttle(pipeline_stack.engine, requests=1, seconds=60, operations=["StartProtectedQuery"])
     with pytest.raises(StartDeferred) as deferred:
         gateway.start_protected_query(request())
     assert deferred.value.code == StartDeferred.THROTTLED
@@ -279,17 +280,17 @@ def test_get_and_cancel_errors_become_domain_errors(
     gateway: CleanRoomsGateway, pipeline_stack: Any
 ) -> None:
     done = gateway.start_protected_query(request())
-    assert pipeline_stack.engine.wait_until_idle(10)
+    assert wait_until_idle(pipeline_stack.engine, 10)
     with pytest.raises(QueryAlreadyEnded):
         gateway.cancel_query(MEMBERSHIP, done.id)
-    pipeline_stack.engine.forget(done.id)
+    forget(pipeline_stack.engine, done.id)
     with pytest.raises(QueryNotFound):
         gateway.get_query(MEMBERSHIP, done.id)
     held = gateway.start_protected_query(
         request("SELECT channel FROM impressions -- crq-fault: hold")
     )
     gateway.cancel_query(MEMBERSHIP, held.id)
-    assert pipeline_stack.engine.wait_until_idle(10)
+    assert wait_until_idle(pipeline_stack.engine, 10)
     assert gateway.get_query(MEMBERSHIP, held.id).status == "CANCELLED"
 
 

@@ -16,6 +16,8 @@ from typing import Any
 import boto3
 import pytest
 
+from crq_local.engine.testing import wait_until_idle
+
 MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"
 SPEC = f"""\
 membershipIdentifier: {MEMBERSHIP}
@@ -75,7 +77,7 @@ def test_a_run_costs_eleven_calls_from_upload_to_notification(
     # When it starts, its query ends and the status event reaches the track function
     started = functions.start(event)
     assert started["outcome"] == "started"
-    assert pipeline_stack.engine.wait_until_idle(10)
+    assert wait_until_idle(pipeline_stack.engine, 10)
     [status] = pipeline_stack.status_events()
     assert functions.track(status)["notified"] == 1
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from crq.tracker import track_in_flight
+from crq_local.engine.testing import release, wait_until_idle
 
 MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"
 OVERLAP_ARN = (
@@ -69,7 +70,7 @@ CHANNELS = (
 
 def settle(stack: Any, functions: Any) -> None:
     """Let the engine finish, then deliver its status events to the track function."""
-    assert stack.engine.wait_until_idle(10), "the engine did not go idle"
+    assert wait_until_idle(stack.engine, 10), "the engine did not go idle"
     for event in stack.status_events():
         functions.track(event)
 
@@ -189,7 +190,7 @@ def test_a_missed_status_event_is_caught_by_the_scheduled_track(
     # Given a query whose status events Clean Rooms never delivers
     sql = CHANNELS + "\n-- crq-fault: no-events"
     functions.start(pipeline_stack.upload("specs/quiet.yaml", sql_spec(sql, name="quiet")))
-    assert pipeline_stack.engine.wait_until_idle(10)
+    assert wait_until_idle(pipeline_stack.engine, 10)
     assert pipeline_stack.status_events() == []
     assert pipeline_stack.notifications(0, timeout=0) == []
     # When the track schedule ticks
@@ -282,7 +283,7 @@ def test_uploads_beyond_the_cap_queue_and_all_run_five_at_a_time(
     assert len(pipeline_stack.engine.received) == 5
     # When the queries finish, the status events free the slots and the queued runs start
     for _ in range(4):
-        pipeline_stack.engine.release()
+        release(pipeline_stack.engine)
         settle(pipeline_stack, functions)
     assert len(pipeline_stack.engine.received) == 7
     messages = pipeline_stack.notifications(7)
@@ -373,8 +374,8 @@ def test_tracking_many_runs_of_one_membership_costs_one_list_call(
     functions.track({"source": "crq.track"})
     assert calls == ["ListProtectedQueries"]
     # When they have ended: one List call, and one Get per ended query
-    pipeline_stack.engine.release()
-    assert pipeline_stack.engine.wait_until_idle(10)
+    release(pipeline_stack.engine)
+    assert wait_until_idle(pipeline_stack.engine, 10)
     calls.clear()
     functions.track({"source": "crq.track"})
     assert calls == ["ListProtectedQueries"] + ["GetProtectedQuery"] * 5

@@ -10,6 +10,7 @@ from typing import Any
 import jsonschema
 
 from crq.notification import notification_schema
+from crq_local.engine.testing import wait_until_idle
 
 MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"
 CHANNELS = "SELECT channel, COUNT(*) AS impressions FROM impressions GROUP BY channel"
@@ -27,7 +28,7 @@ def sql_spec(sql: str, name: str) -> str:
 
 def settle(stack: Any, functions: Any) -> None:
     for _ in range(4):
-        assert stack.engine.wait_until_idle(10), "the engine did not go idle"
+        assert wait_until_idle(stack.engine, 10), "the engine did not go idle"
         for event in stack.status_events():
             functions.track(event)
         functions.track(TICK)

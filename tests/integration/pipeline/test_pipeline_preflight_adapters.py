@@ -15,6 +15,7 @@ from crq.adapters.cleanrooms import CleanRoomsGateway
 from crq.adapters.dynamodb import DynamoLedger
 from crq.errors import CollaborationReadFailed, CollaborationResourceNotFound
 from crq.ledger import Run, RunState, TriggerType
+from crq_local.engine.testing import throttle
 
 MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"
 COLLABORATION = "5a3e8c1d-7b2f-4d69-8e0a-1f4c6b9d2e75"
@@ -60,7 +61,7 @@ def test_not_found_and_unreadable_are_told_apart(
     missing = "00000000-0000-4000-8000-000000000000"
     with pytest.raises(CollaborationResourceNotFound):
         gateway.get_analysis_template(MEMBERSHIP, missing)
-    pipeline_stack.engine.throttle(requests=1)
+    throttle(pipeline_stack.engine, requests=1)
     with pytest.raises(CollaborationReadFailed) as caught:
         gateway.get_membership(MEMBERSHIP)
     assert caught.value.code == "ThrottlingException"
@@ -119,7 +120,7 @@ def test_a_throttled_preflight_read_starts_the_valid_spec_anyway_and_says_so(
     pipeline_stack: Any, functions: Any, log_records: Any
 ) -> None:
     # Given Clean Rooms throttling every GetMembership (beyond the SDK's own retries)
-    pipeline_stack.engine.throttle(requests=50, operations=["GetMembership"])
+    throttle(pipeline_stack.engine, requests=50, operations=["GetMembership"])
     spec = (
         f"name: throttled\nmembershipIdentifier: {MEMBERSHIP}\n"
         "sqlParameters:\n  queryString: SELECT channel FROM impressions\n"

@@ -35,6 +35,7 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.compat import HTTPHeaders
 
 from crq_local import stack
+from crq_local.engine.testing import wait_until_idle
 
 MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"  # the example collaboration's caller
 CHANNELS = (
@@ -86,7 +87,7 @@ def status_event(query_id: str, status: str = "SUCCESS") -> dict[str, Any]:
 
 def settle(stack_: Any, functions: Any, timeout: float = 10.0) -> None:
     """Let the engine finish every query, then hand its status events to the track function."""
-    assert stack_.engine.wait_until_idle(timeout), "the engine did not go idle"
+    assert wait_until_idle(stack_.engine, timeout), "the engine did not go idle"
     for event in stack_.status_events():
         functions.track(event)
 

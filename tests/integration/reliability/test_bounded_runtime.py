@@ -28,6 +28,7 @@ from reliability_support import (
 )
 
 from crq.adapters.cleanrooms import CleanRoomsGateway
+from crq_local.engine.testing import release
 
 
 def test_the_stack_default_limit_cancels_once_and_says_why(
@@ -80,7 +81,7 @@ def test_a_query_that_ends_before_the_cancel_is_reported_as_it_ended(
 
     def list_then_finish(self: CleanRoomsGateway, *args: Any, **kwargs: Any) -> Any:
         listed = original(self, *args, **kwargs)
-        engine.release(query_id)
+        release(engine, query_id)
         wait_for(engine, query_id)
         return listed
 

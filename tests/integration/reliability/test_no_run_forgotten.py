@@ -25,7 +25,7 @@ from reliability_support import (
 )
 
 from crq_local.engine import EngineConfig, parse_config
-from crq_local.engine.testing import EXAMPLE, example_world
+from crq_local.engine.testing import EXAMPLE, example_world, forget, release, wait_until_idle
 
 # Three runs and how each must end, whatever happens to the status events.
 SPECS = {
@@ -71,7 +71,7 @@ def test_how_runs_end_does_not_depend_on_the_status_events(
     # Given three runs that end three ways
     for name, spec in SPECS.items():
         functions.start(pipeline_stack.upload(f"specs/{name}.yaml", spec))
-    assert pipeline_stack.engine.wait_until_idle(10)
+    assert wait_until_idle(pipeline_stack.engine, 10)
     delivered = pipeline_stack.status_events()
 
     # When their status events arrive as they were sent, not at all, or duplicated, newest
@@ -113,7 +113,7 @@ def test_an_event_ahead_of_the_query_changes_nothing(pipeline_stack: Any, functi
     assert pipeline_stack.items()[0]["state"] == "RUNNING"
     assert pipeline_stack.notifications(0, timeout=0) == []
     # When it really ends, it is notified with how it really ended
-    pipeline_stack.engine.release(query_id)
+    release(pipeline_stack.engine, query_id)
     settle(pipeline_stack, functions)
     [body] = bodies(pipeline_stack.notifications(1))
     assert body["event"] == "QUERY_SUCCEEDED"
@@ -128,7 +128,7 @@ def test_a_query_clean_rooms_forgot_is_reported_and_not_polled_again(
         pipeline_stack.upload("specs/amnesia.yaml", sql_spec("amnesia", fault="hold"))
     )
     query_id = started["query_id"]
-    pipeline_stack.engine.forget(query_id)
+    forget(pipeline_stack.engine, query_id)
     # When the track looks at it
     if noticed_by == "tick":
         functions.track(TICK)

@@ -23,6 +23,7 @@ from reliability_support import TICK, Clock, bodies, crq_session, sql_spec
 from crq import delivery
 from crq.adapters.dynamodb import DynamoLedger
 from crq.ledger import NotifyState, Run
+from crq_local.engine.testing import wait_until_idle
 
 TRACKERS = 2
 
@@ -85,7 +86,7 @@ def test_the_tick_and_the_status_event_racing_publish_once(
 ) -> None:
     # Given a run whose query has ended, and its status event on its way to the track function
     functions.start(pipeline_stack.upload("specs/raced.yaml", sql_spec("raced")))
-    assert pipeline_stack.engine.wait_until_idle(10)
+    assert wait_until_idle(pipeline_stack.engine, 10)
     event = status_event_of(pipeline_stack)
     if both_see == "an end not yet notified":
         ended_unnotified(functions, clock)
@@ -128,7 +129,7 @@ def test_a_failed_publish_is_published_again_after_the_lease_with_the_same_id(
     crq_session().events.register("before-parameter-build.sns.Publish", failing)
     # Given a run that ends while SNS is unreachable
     functions.start(pipeline_stack.upload("specs/quiet-sns.yaml", sql_spec("quiet-sns")))
-    assert pipeline_stack.engine.wait_until_idle(10)
+    assert wait_until_idle(pipeline_stack.engine, 10)
     functions.track(status_event_of(pipeline_stack))  # returns normally: the claim stays
     [attempt] = failing.attempted
     [item] = pipeline_stack.items()
@@ -164,7 +165,7 @@ def test_a_function_stopped_after_publishing_republishes_the_same_notification(
 
     monkeypatch.setattr(DynamoLedger, "save", save)
     functions.start(pipeline_stack.upload("specs/stopped.yaml", sql_spec("stopped")))
-    assert pipeline_stack.engine.wait_until_idle(10)
+    assert wait_until_idle(pipeline_stack.engine, 10)
     with pytest.raises(ClientError):
         functions.track(status_event_of(pipeline_stack))
     [first] = pipeline_stack.notifications(1)

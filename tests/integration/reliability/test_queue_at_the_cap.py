@@ -30,7 +30,8 @@ from reliability_support import (
     wait_for,
 )
 
-from crq_local.engine import events as engine_events
+from crq_local.engine import status_events as engine_events
+from crq_local.engine.testing import release, throttle, wait_until_idle
 
 
 def events_until_ended(stack_: Any, query_id: str, timeout: float = 10.0) -> list[dict[str, Any]]:
@@ -97,7 +98,7 @@ def test_specs_uploaded_at_once_all_run_never_more_than_the_cap_oldest_first(
     for step in range(specs):
         victim = rng.choice([r.query_id for r in engine.received if r.query_id not in released])
         released.add(victim)
-        engine.release(victim)
+        release(engine, victim)
         wait_for(engine, victim)
         # The engine sends status events from a thread of its own: a query can read as ended
         # before its event is on the queue. Wait for that event, not for the status alone.
@@ -107,7 +108,7 @@ def test_specs_uploaded_at_once_all_run_never_more_than_the_cap_oldest_first(
         if step % 4 == 3:
             functions.track(TICK)
             active.sample()
-    assert engine.wait_until_idle(10)
+    assert wait_until_idle(engine, 10)
     for event in pipeline_stack.status_events():
         functions.track(event)
     functions.track(TICK)
@@ -129,7 +130,7 @@ def test_a_throttled_start_stays_queued_and_runs_later(
     pipeline_stack: Any, functions: Any, clock: Clock, calls: CleanRoomsCalls
 ) -> None:
     # Given Clean Rooms throttling the next StartProtectedQuery
-    pipeline_stack.engine.throttle(requests=1, operations=["StartProtectedQuery"])
+    throttle(pipeline_stack.engine, requests=1, operations=["StartProtectedQuery"])
     event = pipeline_stack.upload("specs/throttled.yaml", sql_spec("throttled"))
     # When the spec is uploaded: the run is queued, not failed, and nobody is told anything yet
     result = functions.start(event)
@@ -142,7 +143,7 @@ def test_a_throttled_start_stays_queued_and_runs_later(
     assert pipeline_stack.engine.received == []
     clock.advance(seconds=10)
     assert functions.track(TICK)["started"] == 1
-    assert pipeline_stack.engine.wait_until_idle(10)
+    assert wait_until_idle(pipeline_stack.engine, 10)
     functions.track(TICK)
     [body] = bodies(pipeline_stack.notifications(1))
     assert body["event"] == "QUERY_SUCCEEDED" and body["query"]["attempt"] == 1
@@ -172,11 +173,11 @@ def test_queries_started_outside_crq_hold_slots_and_the_quota_refusal_queues(
     functions.track(TICK)
     assert calls.count("StartProtectedQuery") == 1
     # When they end, the next tick starts it, and it is notified
-    pipeline_stack.engine.release()
+    release(pipeline_stack.engine)
     for query_id in theirs:
         wait_for(pipeline_stack.engine, query_id)
     assert functions.track(TICK)["started"] == 1
-    assert pipeline_stack.engine.wait_until_idle(10)
+    assert wait_until_idle(pipeline_stack.engine, 10)
     functions.track(TICK)
     [body] = bodies(pipeline_stack.notifications(1))
     assert body["spec"]["name"] == "polite" and body["event"] == "QUERY_SUCCEEDED"

@@ -30,6 +30,7 @@ from crq_local.cli import aws as cli_aws
 from crq_local.cli import console
 from crq_local.cli.app import app
 from crq_local.engine import Engine, Timings, load_config
+from crq_local.engine.inprocess import installed
 
 ROOT = Path(__file__).resolve().parents[3]
 MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"
@@ -139,7 +140,7 @@ def test_status_with_an_unknown_stack_says_so() -> None:
 @pytest.mark.usefixtures("aws")
 def test_watch_follows_a_query_to_its_end_and_finds_its_membership() -> None:
     engine = Engine(load_config(ROOT / "examples" / "collaboration.yaml"), timings=Timings.fast())
-    with engine.installed():
+    with installed(engine):
         boto3.client("s3").create_bucket(Bucket="results")
         query = boto3.client("cleanrooms").start_protected_query(
             type="SQL",

@@ -8,10 +8,11 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from werkzeug.wrappers import Request
 
 from crq_local.engine import Engine, load_config
 from crq_local.engine.testing import EXAMPLE, MEMBERSHIP, OVERLAP_ARN
-from crq_local.engine.wsgi import resolve
+from crq_local.engine.wsgi import make_app, parse, resolve
 
 QUERY = "0b7d5e21-93c4-4f0a-8e6d-5c1a2f9b4e38"
 
@@ -48,8 +49,8 @@ QUERY = "0b7d5e21-93c4-4f0a-8e6d-5c1a2f9b4e38"
 def test_routes(method: str, path: str, operation: str, labels: dict[str, str] | None) -> None:
     found = resolve(method, path)
     assert found is not None
-    route, params = found
-    assert route.operation == operation
+    found_operation, params = found
+    assert found_operation == operation
     if labels is not None:
         assert params == (
             {"membershipIdentifier": MEMBERSHIP} | labels if "/memberships/" in path else labels
@@ -64,13 +65,13 @@ def test_querystring_members_are_typed() -> None:
         "QUERY_STRING": "maxResults=2&status=FAILED",
         "wsgi.input": io.BytesIO(),
     }
-    assert engine.wsgi_app.parse(environ) == (
+    assert parse(engine, Request(environ)) == (
         "ListProtectedQueries",
         {"membershipIdentifier": MEMBERSHIP, "maxResults": 2, "status": "FAILED"},
     )
     environ["QUERY_STRING"] = "maxResults=two"
     captured: list[str] = []
-    body = b"".join(engine.wsgi_app(environ, lambda status, headers: captured.append(status)))
+    body = b"".join(make_app(engine)(environ, lambda status, headers: captured.append(status)))
     assert captured == ["400 Bad Request"]
     assert json.loads(body)["fieldList"] == [
         {"name": "maxResults", "message": "must be an integer"}
