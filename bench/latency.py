@@ -43,8 +43,11 @@ class SlowLedger:
         self.rows: dict[str, Run] = {}
         self._lock = threading.Lock()
 
-    def create(self, run: Run) -> Run | None:
-        self.calls("dynamodb.PutItem")
+    def create(
+        self, run: Run, *, claim_name: str | None = None, no_schedule_record: str | None = None
+    ) -> Run | None:
+        both = claim_name or no_schedule_record
+        self.calls("dynamodb.TransactWriteItems" if both else "dynamodb.PutItem")
         with self._lock:
             if run.run_id in self.rows:
                 return None
@@ -146,7 +149,9 @@ class SlowPublisher:
     def __init__(self, calls: Calls) -> None:
         self.calls = calls
 
-    def publish(self, subject: str, message: str, attributes: Mapping[str, str]) -> str:
+    def publish(
+        self, subject: str, message: str, attributes: Mapping[str, str], text: str | None = None
+    ) -> str:
         self.calls("sns.Publish")
         return str(uuid.uuid4())
 

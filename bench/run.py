@@ -18,7 +18,9 @@ min / median / max so the machine's noise shows. Nothing here asserts, and nothi
 4. start cost   the per-membership index: rows a start reads with 0 and 1,000 other runs in
                 flight in other memberships (DynamoDB under moto).
 5. burst        200 specs over 4 memberships, cap 5, queries of d = 2 s, a tick every d/10:
-                makespan / ideal (ceil(200/20) x d), in one process.
+                makespan / ideal (ceil(200/20) x d), in one process: ticks only (the issue's
+                set-up), then with the status events handed to the track function too (as
+                deployed); and the CPU-seconds the process spent (one GIL is the limit).
 6. engine       a query through the engine's execution path / the same SQL in DuckDB directly:
                 small CSV, 1M-row Parquet, small table beside a 1M-row one.
 7. spec checks  load_spec + render, specs/s, and against yaml.safe_load.
@@ -183,6 +185,9 @@ class _Context:
 
 
 def _aws_env() -> None:
+    """The process's AWS settings, set once by main() before any thread starts (changing the
+    environment while threads run can crash glibc's getenv); the functions' own variables are
+    passed to handler_for, never put in os.environ."""
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CLEANROOMS"):
         os.environ.pop(name, None)
     os.environ.update(
@@ -196,13 +201,23 @@ def _aws_env() -> None:
     )
 
 
-def _atomic_dynamodb() -> None:
-    """DynamoDB applies each request atomically; moto in-process does not across threads."""
+@contextlib.contextmanager
+def _atomic_dynamodb() -> Iterator[None]:
+    """DynamoDB applies each request atomically; moto in-process does not across threads.
+
+    And a transaction: moto deep-copies every table it touches before it starts (its rollback),
+    which costs ~0.1 s per TransactWriteItems once the runs table holds a few hundred items
+    (DynamoDB's cost does not grow with the table). Here a transaction saves and restores only
+    the items it names. Both are restored on exit, so stacks built one after another do not
+    wrap moto again and again."""
+    from moto.dynamodb import models
+    from moto.dynamodb.exceptions import TransactionCanceledException
     from moto.dynamodb.models import DynamoDBBackend
 
     lock = threading.RLock()
-    for name in ("put_item", "update_item", "delete_item", "get_item", "query", "scan"):
-        original = getattr(DynamoDBBackend, name)
+    names = ("put_item", "update_item", "delete_item", "get_item", "query", "scan")
+    originals = {name: getattr(DynamoDBBackend, name) for name in names}
+    for name, original in originals.items():
 
         @functools.wraps(original)
         def atomic(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
@@ -210,6 +225,48 @@ def _atomic_dynamodb() -> None:
                 return _original(self, *args, **kwargs)
 
         setattr(DynamoDBBackend, name, atomic)
+
+    transact = DynamoDBBackend.transact_write_items
+    real_copy = models.copy
+
+    class _KeepTables:  # moto's whole-table snapshot: the table itself (restored item-wise)
+        @staticmethod
+        def deepcopy(value: Any) -> Any:
+            return value if isinstance(value, models.Table) else real_copy.deepcopy(value)
+
+    def transact_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        with lock:
+            saved = []
+            for entry in transact_items:
+                op = next(iter(entry.values()))
+                table = self.get_table(op["TableName"])
+                key = op.get("Key") or {
+                    k: op["Item"][k]
+                    for k in (table.hash_key_attr, table.range_key_attr)
+                    if k is not None
+                }
+                before = self.get_item(op["TableName"], key)
+                saved.append((op["TableName"], key, before and before.to_json()["Attributes"]))
+            models.copy = _KeepTables  # type: ignore[assignment]
+            try:
+                return transact(self, transact_items)  # type: ignore[no-any-return]
+            except TransactionCanceledException:
+                for table_name, key, attributes in saved:
+                    if attributes is None:
+                        originals["delete_item"](self, table_name, key)
+                    else:
+                        originals["put_item"](self, table_name, attributes)
+                raise
+            finally:
+                models.copy = real_copy
+
+    DynamoDBBackend.transact_write_items = transact_items  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(DynamoDBBackend, name, original)
+        DynamoDBBackend.transact_write_items = transact  # type: ignore[method-assign]
 
 
 def _world(memberships: int) -> Any:
@@ -243,7 +300,6 @@ def _world(memberships: int) -> Any:
 def _pipeline_stack(memberships: int = 1) -> Iterator[SimpleNamespace]:
     """moto + the local engine + the template's stack; the handlers built from the functions'
     environment (handler_for), and every AWS call they make counted."""
-    _aws_env()
     import boto3
     from moto import mock_aws
 
@@ -267,8 +323,7 @@ def _pipeline_stack(memberships: int = 1) -> Iterator[SimpleNamespace]:
                 published.append(time.monotonic())
 
     try:
-        with mock_aws(), installed(engine):
-            _atomic_dynamodb()
+        with mock_aws(), installed(engine), _atomic_dynamodb():
             setup = boto3.session.Session()  # the bench's own calls are not counted
             clients = AwsClients(
                 *(
@@ -313,6 +368,8 @@ def _pipeline_stack(memberships: int = 1) -> Iterator[SimpleNamespace]:
                 table=created.tables["RunsTable"],
                 start=start.handler_for(environment("StartFunction")),
                 track=track.handler_for(environment("TrackFunction")),
+                # a second track container, for status events (bench: burst)
+                track_events=track.handler_for(environment("TrackFunction")),
                 calls=calls,
                 published=published,
             )
@@ -539,10 +596,38 @@ def start_cost() -> None:
 
 
 def burst(specs: int = 200, memberships: int = 4, seconds: float = 2.0) -> None:
+    """The issue's set-up (ticks only), then as deployed: the status events too, each handed
+    to the track function as EventBridge would (a query's end starts its membership's next
+    queued run at once)."""
     from crq.settings import CLEAN_ROOMS_QUERY_CAP
 
     cap = CLEAN_ROOMS_QUERY_CAP
     tick = seconds / 10
+    ideal = math.ceil(specs / (memberships * cap)) * seconds
+    for routed in (False, True):
+        figures = _burst_once(specs, memberships, seconds, tick, routed)
+        how = "ticks and status events" if routed else "ticks only"
+        line(
+            "burst",
+            f"{specs} specs over {memberships} memberships, cap {cap}, d = {seconds:g} s, tick "
+            f"{tick:g} s, {how}: {figures['notified']} notified, makespan "
+            f"{figures['makespan']:.1f} s / ideal {ideal:.0f} s = "
+            f"{figures['makespan'] / ideal:.2f}x (goal <= 1.3x, was 1.91x); the {specs} start "
+            f"invocations alone took {figures['uploaded']:.1f} s; the process used "
+            f"{figures['cpu']:.1f} CPU-s in it ({figures['cpu'] / figures['makespan']:.2f} of a "
+            "core: one process, one GIL)" + figures["errors"],
+        )
+        first, last = figures["first"], figures["last"]
+        line(
+            "start cost",
+            f"start handler over the burst ({how}): first 20 {first * 1000:.0f} ms, last 20 "
+            f"{last * 1000:.0f} ms (median) -> {last / first:.2f}x (was 3.4x)",
+        )
+
+
+def _burst_once(
+    specs: int, memberships: int, seconds: float, tick: float, routed: bool
+) -> dict[str, Any]:
     with _pipeline_stack(memberships) as env:
         stop = threading.Event()
         errors: list[BaseException] = []
@@ -555,6 +640,23 @@ def burst(specs: int = 200, memberships: int = 4, seconds: float = 2.0) -> None:
                     errors.append(exc)
                 stop.wait(tick)
 
+        route = next(r for r in env.created.routes if r.function == "TrackFunction")
+        sqs = env.clients.sqs
+
+        def router() -> None:  # EventBridge -> the track function, one event per invocation
+            while not stop.is_set():
+                got = sqs.receive_message(QueueUrl=route.queue_url, MaxNumberOfMessages=10)
+                for message in got.get("Messages", []):
+                    try:
+                        env.track_events(json.loads(message["Body"]), _Context())
+                    except BaseException as exc:  # reported below
+                        errors.append(exc)
+                    sqs.delete_message(
+                        QueueUrl=route.queue_url, ReceiptHandle=message["ReceiptHandle"]
+                    )
+                if not got.get("Messages"):
+                    stop.wait(0.02)
+
         events = [
             _upload_event(
                 env,
@@ -563,10 +665,14 @@ def burst(specs: int = 200, memberships: int = 4, seconds: float = 2.0) -> None:
             )
             for i in range(specs)
         ]
-        thread = threading.Thread(target=ticker, daemon=True)
+        threads = [threading.Thread(target=ticker, daemon=True)]
+        if routed:
+            threads.append(threading.Thread(target=router, daemon=True))
         start_times: list[float] = []
+        cpu = time.process_time()
         began = time.monotonic()
-        thread.start()
+        for thread in threads:
+            thread.start()
         for event in events:
             t = time.perf_counter()
             env.start(event, _Context(30))
@@ -575,26 +681,20 @@ def burst(specs: int = 200, memberships: int = 4, seconds: float = 2.0) -> None:
         deadline = began + 300
         while len(env.published) < specs and time.monotonic() < deadline:
             time.sleep(0.05)
+        cpu = time.process_time() - cpu
         stop.set()
-        thread.join()
+        for thread in threads:
+            thread.join()
         done = max(env.published) if env.published else float("nan")
-    makespan = done - began
-    ideal = math.ceil(specs / (memberships * cap)) * seconds
-    first, last = start_times[:20], start_times[-20:]
-    line(
-        "burst",
-        f"{specs} specs over {memberships} memberships, cap {cap}, d = {seconds:g} s, tick "
-        f"{tick:g} s: {len(env.published)} notified, makespan {makespan:.1f} s / ideal "
-        f"{ideal:.0f} s = {makespan / ideal:.2f}x (goal <= 1.3x, was 1.91x); the 200 start "
-        f"invocations alone took {uploaded:.1f} s in this one process"
-        + (f"; {len(errors)} tick(s) failed: {errors[0]!r}" if errors else ""),
-    )
-    line(
-        "start cost",
-        f"start handler over the burst: first 20 {statistics.median(first) * 1000:.0f} ms, "
-        f"last 20 {statistics.median(last) * 1000:.0f} ms (median) -> "
-        f"{statistics.median(last) / statistics.median(first):.2f}x (was 3.4x)",
-    )
+    return {
+        "notified": len(env.published),
+        "makespan": done - began,
+        "uploaded": uploaded,
+        "cpu": cpu,
+        "first": statistics.median(start_times[:20]),
+        "last": statistics.median(start_times[-20:]),
+        "errors": f"; {len(errors)} invocation(s) failed: {errors[0]!r}" if errors else "",
+    }
 
 
 # ---------------------------------------------------------------- 6. engine
@@ -734,111 +834,36 @@ def _per_call(fn: Callable[[], None], repeats: int) -> float:
 
 
 def track_calls(specs: int = 20) -> dict[str, Any]:
-    _aws_env()
-    import boto3
-    from moto import mock_aws
-
-    from crq_local import stack
-    from crq_local.engine import Engine, Timings, load_config
-    from crq_local.engine.inprocess import installed
-    from crq_local.sandbox.stack_resources import AwsClients, create_stack
-
-    engine = Engine(load_config(ROOT / "examples" / "collaboration.yaml"), timings=Timings.fast())
-    calls: Counter[str] = Counter()
-    handle = engine.handle
-
-    def counting(operation: str, params: dict[str, Any]) -> dict[str, Any]:
-        calls[operation] += 1
-        return handle(operation, params)
-
-    engine.handle = counting  # type: ignore[method-assign]
-    boto3.DEFAULT_SESSION = None
-    try:
-        with mock_aws(), installed(engine):
-            clients = AwsClients(
-                *(
-                    boto3.client(name)
-                    for name in (
-                        "s3",
-                        "dynamodb",
-                        "sns",
-                        "sqs",
-                        "events",
-                        "scheduler",
-                        "cloudwatch",
-                    )
-                )
-            )
-            created = create_stack(
-                stack.load_template(),
-                clients,
-                stack_name="crq-bench",
-                region=REGION,
-                account_id=ACCOUNT,
-                parameters={
-                    "MembershipIds": [MEMBERSHIP],
-                    "ResultBucketNames": ["crq-bench-results"],
-                },
-            )
-            os.environ.update(created.functions["StartFunction"].environment)
-            os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"  # the numbers, not the logs
-            clients.s3.create_bucket(Bucket="crq-bench-results")
-            from handlers import start, track
-
-            bucket = created.buckets["SpecsBucket"]
-            template = json.loads((ROOT / "events/start/s3-object-created.json").read_text())
-            for i in range(specs):
-                body = (
-                    f"membershipIdentifier: {MEMBERSHIP}\n"
-                    "sqlParameters:\n"
-                    "  queryString: |\n"
-                    "    -- crq-fault: slow=2s\n"
-                    f"    SELECT channel, COUNT(*) AS n, {i} AS spec FROM impressions GROUP BY channel\n"
-                    "resultConfiguration:\n"
-                    "  outputConfiguration:\n"
-                    "    s3: {resultFormat: CSV, bucket: crq-bench-results, keyPrefix: bench}\n"
-                )
-                key = f"specs/bench-{i:02d}.yaml"
-                put = clients.s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
-                event = json.loads(json.dumps(template))
-                event["detail"]["bucket"]["name"] = bucket
-                event["detail"]["object"].update(
-                    key=key, size=len(body), etag=put["ETag"].strip('"')
-                )
-                event["detail"]["object"]["version-id"] = put["VersionId"]
-                start.handler(event, _Context())  # type: ignore[arg-type]
-
-            table = created.tables["RunsTable"]
-            naive_gets = ticks = 0
-            tracking = Counter[str]()
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                items = clients.dynamodb.scan(TableName=table)["Items"]
-                if all(item.get("notifyState", {}).get("S") == "SENT" for item in items):
-                    break
-                # A naive tracker Gets every query it knows is running, on every tick.
-                naive_gets += sum(1 for item in items if item["state"]["S"] == "RUNNING")
-                before = calls.copy()
-                track.handler({"source": "crq.track"}, _Context())  # type: ignore[arg-type]
-                tracking.update(
-                    {
-                        op: calls[op] - before[op]
-                        for op in ("ListProtectedQueries", "GetProtectedQuery")
-                    }
-                )
-                ticks += 1
-                time.sleep(0.2)
-            else:
-                raise SystemExit("bench: runs did not all end within 120 s")
-    finally:
-        engine.shutdown()
+    """List/Get per tick for `specs` uploads at once, against a naive poller's Gets."""
+    with _pipeline_stack() as env:
+        for i in range(specs):
+            event = _upload_event(env, f"specs/bench-{i:02d}.yaml", _spec(i, MEMBERSHIP, 2))
+            env.start(event, _Context())
+        naive_gets = ticks = 0
+        tracking = Counter[str]()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            items = env.clients.dynamodb.scan(TableName=env.table)["Items"]
+            runs = [item for item in items if "state" in item]  # not spec records, name claims
+            if all(item.get("notifyState", {}).get("S") == "SENT" for item in runs):
+                break
+            # A naive tracker Gets every query it knows is running, on every tick.
+            naive_gets += sum(1 for item in runs if item["state"]["S"] == "RUNNING")
+            before = env.calls.copy()
+            env.track({"source": "crq.track"}, _Context())
+            tracking.update({op: env.calls[op] - before[op] for op in TRACKER_READS})
+            ticks += 1
+            time.sleep(0.2)
+        else:
+            raise SystemExit("bench: runs did not all end within 120 s")
+        starts = env.calls["cleanrooms.StartProtectedQuery"]
     crq_calls = sum(tracking.values())
     return {
         "specs": specs,
         "ticks": ticks,
-        "starts": calls["StartProtectedQuery"],
-        "crq_list": tracking["ListProtectedQueries"],
-        "crq_get": tracking["GetProtectedQuery"],
+        "starts": starts,
+        "crq_list": tracking["cleanrooms.ListProtectedQueries"],
+        "crq_get": tracking["cleanrooms.GetProtectedQuery"],
         "naive_get": naive_gets,
         "ratio": naive_gets / crq_calls if crq_calls else float("nan"),
     }
@@ -857,68 +882,32 @@ def track_list_get() -> None:
 # ---------------------------------------------------------------- 9. preflight (issue 9)
 
 
-PREFLIGHT_READS = (
-    "GetMembership",
-    "GetAnalysisTemplate",
-    "GetCollaborationAnalysisTemplate",
-    "ListMembers",
-)
-
-
 def preflight_calls(specs: int = 40) -> dict[str, Any]:
     """Clean Rooms reads preflight makes per started query, amortised over a burst.
 
     `specs` uploads at once (half run an analysis template, half send results to a member, so
     every kind of read is needed), started by the start function and, past the membership's
     five slots, by the track function: two containers, each with its own cache."""
-    _aws_env()
-    import boto3
-    from moto import mock_aws
-
-    from crq_local import stack
-    from crq_local.engine import Engine, Timings, load_config
-    from crq_local.engine.inprocess import installed
+    from crq.preflight import CachedReader
     from crq_local.engine.testing import wait_until_idle
-    from crq_local.sandbox.stack_resources import AwsClients, create_stack
 
-    engine = Engine(load_config(ROOT / "examples" / "collaboration.yaml"), timings=Timings.fast())
-    calls: Counter[str] = Counter()
-    handle = engine.handle
-
-    def counting(operation: str, params: dict[str, Any]) -> dict[str, Any]:
-        calls[operation] += 1
-        return handle(operation, params)
-
-    engine.handle = counting  # type: ignore[method-assign]
-    boto3.DEFAULT_SESSION = None
     template_arn = (
         f"arn:aws:cleanrooms:{REGION}:111111111111:membership/{MEMBERSHIP}"
         "/analysistemplate/3d9a7c15-2e4b-4f68-b0a1-7c5e9d2f1a64"
     )
-    try:
-        with mock_aws(), installed(engine):
-            names = ("s3", "dynamodb", "sns", "sqs", "events", "scheduler", "cloudwatch")
-            clients = AwsClients(*(boto3.client(name) for name in names))
-            created = create_stack(
-                stack.load_template(),
-                clients,
-                stack_name="crq-bench-preflight",
-                region=REGION,
-                account_id=ACCOUNT,
-                parameters={
-                    "MembershipIds": [MEMBERSHIP],
-                    "ResultBucketNames": ["crq-bench-results"],
-                },
-            )
-            os.environ.update(created.functions["StartFunction"].environment)
-            os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
-            clients.s3.create_bucket(Bucket="crq-bench-results")
-            from handlers import start, track
+    # Reads asked of the caches (what an uncached preflight would have made), both functions'.
+    lookups = Counter[str]()
+    lock = threading.Lock()
+    cached = CachedReader._cached
 
-            start.collaborators.cache_clear()
-            track.collaborators.cache_clear()
-            bucket = created.buckets["SpecsBucket"]
-            event_template = json.loads((ROOT / "events/start/s3-object-created.json").read_text())
+    def counting(self: Any, key: Any, read: Any) -> Any:
+        with lock:
+            lookups["asked"] += 1
+        return cached(self, key, read)
+
+    CachedReader._cached = counting  # type: ignore[method-assign]
+    try:
+        with _pipeline_stack() as env:
             for i in range(specs):
                 if i % 2:
                     body = (
@@ -935,37 +924,26 @@ def preflight_calls(specs: int = 40) -> dict[str, Any]:
                         "resultConfiguration:\n  outputConfiguration:\n"
                         "    member: {accountId: '222222222222'}\n"
                     )
-                key = f"specs/preflight-{i:02d}.yaml"
-                put = clients.s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
-                event = json.loads(json.dumps(event_template))
-                event["detail"]["bucket"]["name"] = bucket
-                event["detail"]["object"].update(
-                    key=key, size=len(body), etag=put["ETag"].strip('"')
-                )
-                event["detail"]["object"]["version-id"] = put["VersionId"]
-                start.handler(event, _Context())  # type: ignore[arg-type]
+                env.start(_upload_event(env, f"specs/preflight-{i:02d}.yaml", body), _Context())
             deadline = time.monotonic() + 120
-            while calls["StartProtectedQuery"] < specs and time.monotonic() < deadline:
-                wait_until_idle(engine, 10)
-                track.handler({"source": "crq.track"}, _Context())  # type: ignore[arg-type]
-            if calls["StartProtectedQuery"] < specs:
+            started = "cleanrooms.StartProtectedQuery"
+            while env.calls[started] < specs and time.monotonic() < deadline:
+                wait_until_idle(env.engine, 10)
+                env.track({"source": "crq.track"}, _Context())
+            if env.calls[started] < specs:
                 raise SystemExit("bench: the preflight burst did not start every query")
-            lookups = sum(
-                p.collaboration.lookups
-                for p in (start.collaborators(), track.collaborators())
-                if p.collaboration is not None
-            )
+            calls = env.calls.copy()
     finally:
-        engine.shutdown()
-    reads = sum(calls[op] for op in PREFLIGHT_READS)
-    starts = calls["StartProtectedQuery"]
+        CachedReader._cached = cached  # type: ignore[method-assign]
+    reads = sum(calls[op] for op in PREFLIGHT_ONES)
+    starts = calls[started]
     return {
         "specs": specs,
         "starts": starts,
         "reads": reads,
-        "by_operation": {op: calls[op] for op in PREFLIGHT_READS if calls[op]},
+        "by_operation": {op.split(".")[1]: calls[op] for op in PREFLIGHT_ONES if calls[op]},
         "per_start": reads / starts,
-        "uncached_per_start": lookups / starts,
+        "uncached_per_start": lookups["asked"] / starts,
     }
 
 
@@ -980,6 +958,7 @@ def preflight_reads() -> None:
 
 
 def main() -> None:
+    _aws_env()
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     sections = {
         "cold": cold_start,

@@ -34,6 +34,26 @@ class StaleRun(CrqError):
         self.revision = revision
 
 
+class NameClaimed(CrqError):
+    """A run created with its spec's name claim was not created: another spec key holds the name
+    (crq.spec.names decides whether that key still uses it)."""
+
+    def __init__(self, name: str, owner: str) -> None:
+        super().__init__(f"spec name {name!r} is held by {owner}")
+        self.name = name
+        self.owner = owner
+
+
+class ScheduleRecordFound(CrqError):
+    """A run created on the condition that its spec key has no schedule to sync was not
+    created: the key's spec-state record holds a schedule, or an event not yet applied
+    (crq.uploads then syncs the schedule first, and starts again)."""
+
+    def __init__(self, record_id: str) -> None:
+        super().__init__(f"spec-state record {record_id} has a schedule to sync")
+        self.record_id = record_id
+
+
 class SpecUnreadable(CrqError):
     """The spec object cannot be read (missing, deleted version, access denied, too large)."""
 

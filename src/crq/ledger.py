@@ -257,9 +257,22 @@ def expiry(now: datetime, retention_days: int) -> int:
 class Ledger(Protocol):
     """Where runs live. `crq.adapters.dynamodb.DynamoLedger` is the real one."""
 
-    def create(self, run: Run) -> Run | None:
+    def create(
+        self,
+        run: Run,
+        *,
+        claim_name: str | None = None,
+        no_schedule_record: str | None = None,
+    ) -> Run | None:
         """Store a new run (revision 1) and return it as stored; None (and nothing written) if
-        a run with its id exists."""
+        a run with its id exists.
+
+        `claim_name`: also claim that spec name for `run.spec_key` (as `claim_spec_name`), in
+        the same write: if another key holds it, nothing is written and `NameClaimed` (with the
+        holder) is raised. One round trip where a claim and a create were two.
+        `no_schedule_record`: only if that spec-state record (crq.schedule_state) is absent, or
+        applied without a schedule; else nothing is written and `ScheduleRecordFound` is raised
+        (the read the schedule sync of an unscheduled upload would otherwise make first)."""
         ...
 
     def get(self, run_id: str) -> Run | None: ...

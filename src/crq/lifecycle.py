@@ -83,9 +83,20 @@ class StartResult:
         return {key: str(value) for key, value in asdict(self).items() if value is not None}
 
 
-def create_queued(run: Run, deps: Collaborators, reason: str) -> Run | None:
-    """A new run created QUEUED (it waits for `reason`); None if the trigger's run exists."""
-    created = deps.ledger.create(run)
+def create_queued(
+    run: Run,
+    deps: Collaborators,
+    reason: str,
+    *,
+    claim_name: str | None = None,
+    no_schedule_record: str | None = None,
+) -> Run | None:
+    """A new run created QUEUED (it waits for `reason`); None if the trigger's run exists.
+
+    `claim_name`, `no_schedule_record` (here and in the other creates): the spec name claimed,
+    and the spec-state condition checked, in the same write (`Ledger.create`: NameClaimed or
+    ScheduleRecordFound, and nothing written, when they do not hold)."""
+    created = deps.ledger.create(run, claim_name=claim_name, no_schedule_record=no_schedule_record)
     if created is not None:
         deps.metrics.start_queued()
         logger.info("run queued", extra={**log_fields(created), "reason": reason})
@@ -93,21 +104,42 @@ def create_queued(run: Run, deps: Collaborators, reason: str) -> Run | None:
 
 
 def create_starting(
-    run: Run, request: dict[str, Any], deps: Collaborators, now: datetime
+    run: Run,
+    request: dict[str, Any],
+    deps: Collaborators,
+    now: datetime,
+    *,
+    claim_name: str | None = None,
+    no_schedule_record: str | None = None,
 ) -> Run | None:
     """A new run created STARTING at `now` (the intent, so one write precedes the start call),
     to be submitted with `submit_recorded`; None if the trigger's run exists."""
-    starting = deps.ledger.create(_intent(run, request, secrets.token_hex(16), now))
+    starting = deps.ledger.create(
+        _intent(run, request, secrets.token_hex(16), now),
+        claim_name=claim_name,
+        no_schedule_record=no_schedule_record,
+    )
     if starting is not None:
         logger.info("run created starting", extra=log_fields(starting))
     return starting
 
 
-def create_ended(run: Run, outcome: Outcome, deps: Collaborators) -> Run | None:
+def create_ended(
+    run: Run,
+    outcome: Outcome,
+    deps: Collaborators,
+    *,
+    claim_name: str | None = None,
+    no_schedule_record: str | None = None,
+) -> Run | None:
     """A new run that ends before any start (a rejected spec, a refusal): created ended and
     claimed in one write, counted, and its notification published by this invocation. None if
     the trigger's run exists."""
-    created = deps.ledger.create(claimed_end(run, outcome, deps, outcome.ended_at))
+    created = deps.ledger.create(
+        claimed_end(run, outcome, deps, outcome.ended_at),
+        claim_name=claim_name,
+        no_schedule_record=no_schedule_record,
+    )
     if created is None:
         return None
     logger.info("run ended before its start", extra={**log_fields(created), "event": outcome.event})

@@ -22,7 +22,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -82,13 +82,16 @@ class SyncResult:
     run_now: bool
     schedule: str | None = None
     detail: str | None = None
+    # The uploaded version as read here, for the start use case (one read per upload).
+    spec_object: SpecObject | None = field(default=None, repr=False, compare=False)
+    # An unscheduled upload whose spec-state record was not read (`defer_unscheduled`): the
+    # run's creating write checks it has no schedule to sync (Ledger.create).
+    unchecked_record: str | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            key: str(value) if isinstance(value, SyncOutcome) else value
-            for key, value in asdict(self).items()
-            if value is not None
-        }
+        shown = {"outcome": str(self.outcome), "run_now": self.run_now}
+        shown |= {"schedule": self.schedule, "detail": self.detail}
+        return {key: value for key, value in shown.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,12 @@ class _Wanted:
         return replace(self, desired=had)
 
 
-def sync_schedule(change: SpecUploaded | SpecDeleted, deps: ScheduleDeps) -> SyncResult:
+def sync_schedule(
+    change: SpecUploaded | SpecDeleted, deps: ScheduleDeps, *, defer_unscheduled: bool = False
+) -> SyncResult:
+    """`defer_unscheduled`: an upload that wants no schedule and runs now does not read its
+    spec-state record; the result names it (`unchecked_record`) for the run's creating write to
+    check, and the caller syncs fully only if that check fails (crq.uploads)."""
     settings = deps.settings
     uploaded = isinstance(change, SpecUploaded)
     problem = _not_ours(change.bucket, change.key, settings)
@@ -121,13 +129,19 @@ def sync_schedule(change: SpecUploaded | SpecDeleted, deps: ScheduleDeps) -> Syn
     wanted = _wanted(change, deps)
     sid = state_id(change.bucket, change.key)
     name = schedule_name(change.key)
+    if defer_unscheduled and uploaded and wanted.desired is None and wanted.run_now:
+        # What step 3 finds for most uploads, checked by the run's write instead of a read.
+        return SyncResult(
+            SyncOutcome.UNSCHEDULED, True, name, spec_object=wanted.obj, unchecked_record=sid
+        )
     sequencer = comparable_sequencer(change.sequencer or _time_sequencer(change.time))
     previous = deps.states.get(sid)
     wanted = wanted.keeping_anchor(previous)
 
     def result(outcome: SyncOutcome, detail: str | None = None) -> SyncResult:
         shown = name if outcome is not SyncOutcome.IGNORED else None
-        return SyncResult(outcome, wanted.run_now, shown, detail)
+        read = wanted.obj if uploaded else None
+        return SyncResult(outcome, wanted.run_now, shown, detail, spec_object=read)
 
     if previous is not None and previous.applied:
         if previous.sequencer > sequencer:
@@ -251,7 +265,8 @@ def _wanted(change: SpecUploaded | SpecDeleted, deps: ScheduleDeps) -> _Wanted:
         reason = "the spec file cannot be read" if uploaded else "the spec file was deleted"
         return _Wanted(None, run_now=uploaded, reason=reason)
     except SpecInvalid:
-        return _Wanted(None, run_now=uploaded, reason="the spec is invalid (see SPEC_REJECTED)")
+        reason = "the spec is invalid (see SPEC_REJECTED)"
+        return _Wanted(None, run_now=uploaded, reason=reason, obj=obj)
     if spec.schedule is None:
         return _Wanted(
             None, run_now=uploaded, reason="the spec has no schedule", spec=spec, obj=obj

@@ -86,6 +86,7 @@ SCHEDULE_ACTIONS = {
     "scheduler:GetSchedule",
     "iam:PassRole",
     "dynamodb:UpdateItem",
+    "dynamodb:ConditionCheckItem",  # an unscheduled upload's record, in its run's transaction
 }
 SCHEDULE_ENV = {
     "CRQ_SCHEDULE_GROUP",
@@ -111,6 +112,9 @@ ADAPTER_SERVICES = {
     "sns.py": ("sns", "sns"),
     "scheduler.py": ("scheduler", "scheduler"),
 }
+# DynamoDB authorises a transaction by the actions inside it; DynamoLedger's hold conditional
+# puts (a run and its spec's name claim) and a condition check (the spec-state record).
+DYNAMODB_ACTIONS = {"TransactWriteItems": {"dynamodb:PutItem", "dynamodb:ConditionCheckItem"}}
 # boto3 operations whose IAM action is not simply prefix:OperationName.
 S3_ACTIONS = {
     "GetObject": {"s3:GetObject", "s3:GetObjectVersion"},  # VersionId needs GetObjectVersion
@@ -467,6 +471,7 @@ def test_each_action_is_granted_only_on_this_stacks_resources(template: dict[str
         "dynamodb:GetItem": {TABLE_ARN},
         "dynamodb:PutItem": {TABLE_ARN},
         "dynamodb:UpdateItem": {TABLE_ARN},
+        "dynamodb:ConditionCheckItem": {TABLE_ARN},
         "scheduler:CreateSchedule": {
             f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/{SCHEDULE_GROUP}/*"
         },
@@ -607,6 +612,7 @@ def adapter_actions() -> dict[str, set[str]]:
         for name in names & set(operations):
             operation = operations[name]
             actions = S3_ACTIONS.get(operation) if prefix == "s3" else None
+            actions = DYNAMODB_ACTIONS.get(operation, actions) if prefix == "dynamodb" else actions
             if prefix == "s3" and actions is None:
                 pytest.fail(f"{filename} calls {operation}: add its IAM actions to S3_ACTIONS")
             for action in actions or {f"{prefix}:{operation}"}:

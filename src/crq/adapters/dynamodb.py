@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from crq.adapters.aws_errors import error_code
-from crq.errors import StaleRun
+from crq.errors import NameClaimed, ScheduleRecordFound, StaleRun
 from crq.ledger import ActiveRun, Run, in_flight_since
 from crq.schedule_state import DesiredSchedule, SpecState, StateClaimRefused
 
@@ -47,6 +47,16 @@ _DERIVED = ("inFlight", "inFlightSince", "inFlightMembership", "recentYear", "re
 # Items of the daily CRPU budget live beside the runs: `budget:<YYYY-MM-DD>`.
 BUDGET_ITEM_PREFIX = "budget:"
 BUDGET_ITEM_DAYS = 3  # kept a little past their day, then DynamoDB's TTL removes them
+
+
+# A transaction DynamoDB cancels because another one touched the same item is tried again.
+_CONFLICT_ATTEMPTS = 3
+
+
+def _reasons(exc: ClientError, count: int) -> list[dict[str, Any]]:
+    """A cancelled transaction's reasons, one per item (empty ones if DynamoDB gave none)."""
+    given: list[Any] = list(exc.response.get("CancellationReasons") or [])
+    return ([dict(reason) for reason in given] + [{} for _ in range(count)])[:count]
 
 
 def _day_expiry(day: str) -> int:
@@ -127,12 +137,21 @@ class DynamoLedger:
         self._table = table_name
         self._client = client
 
-    def create(self, run: Run) -> Run | None:
+    def create(
+        self,
+        run: Run,
+        *,
+        claim_name: str | None = None,
+        no_schedule_record: str | None = None,
+    ) -> Run | None:
         stored = run.model_copy(update={"revision": 1})
+        item = self._typed(to_item(stored))
+        if claim_name is not None or no_schedule_record is not None:
+            return self._create_in_transaction(stored, item, claim_name, no_schedule_record)
         try:
             self._client.put_item(
                 TableName=self._table,
-                Item=self._typed(to_item(stored)),
+                Item=item,
                 ConditionExpression="attribute_not_exists(runId)",
             )
         except ClientError as exc:
@@ -140,6 +159,72 @@ class DynamoLedger:
                 return None
             raise
         return stored
+
+    def _create_in_transaction(
+        self, stored: Run, item: dict[str, Any], name: str | None, record: str | None
+    ) -> Run | None:
+        """The run, its spec's name claim and the spec-state condition in one transaction."""
+        run_put = {
+            "TableName": self._table,
+            "Item": item,
+            "ConditionExpression": "attribute_not_exists(runId)",
+        }
+        writes: list[Any] = [{"Put": run_put}]
+        if name is not None:
+            claim = {
+                "TableName": self._table,
+                "Item": self._name_claim(name, stored.spec_key, stored.created_at),
+                "ConditionExpression": "attribute_not_exists(runId) OR specKey = :key",
+                "ExpressionAttributeValues": {":key": {"S": stored.spec_key}},
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+            writes.append({"Put": claim})
+        if record is not None:
+            # What schedule_sync leaves alone for an unscheduled upload: no record, or one
+            # applied without a schedule.
+            check = {
+                "TableName": self._table,
+                "Key": {"runId": {"S": record}},
+                "ConditionExpression": "attribute_not_exists(runId) OR "
+                "(attribute_not_exists(desired) AND applied = :yes)",
+                "ExpressionAttributeValues": {":yes": {"BOOL": True}},
+            }
+            writes.append({"ConditionCheck": check})
+        for attempt in range(_CONFLICT_ATTEMPTS):
+            try:
+                self._client.transact_write_items(TransactItems=writes)
+            except ClientError as exc:
+                if error_code(exc) != "TransactionCanceledException":
+                    raise
+                reasons = _reasons(exc, len(writes))
+                run_reason = reasons[0]
+                name_reason = reasons[1] if name is not None else {}
+                record_reason = reasons[-1] if record is not None else {}
+                if run_reason.get("Code") == "ConditionalCheckFailed":
+                    return None  # the run exists: a duplicate delivery
+                if record is not None and record_reason.get("Code") == "ConditionalCheckFailed":
+                    raise ScheduleRecordFound(record) from exc
+                if name is not None and name_reason.get("Code") == "ConditionalCheckFailed":
+                    owner = (name_reason.get("Item") or {}).get("specKey", {}).get("S")
+                    if owner is None:  # not returned: read it
+                        owner = self._name_owner(name)
+                    if owner is not None and owner != stored.spec_key:
+                        raise NameClaimed(name, owner) from exc
+                    continue  # released meanwhile: try again
+                conflict = {reason.get("Code") for reason in reasons}
+                if "TransactionConflict" in conflict and attempt + 1 < _CONFLICT_ATTEMPTS:
+                    continue  # another transaction on the same item (a concurrent duplicate)
+                raise
+            return stored
+        raise RuntimeError(f"run {stored.run_id}: its create kept conflicting; retried by Lambda")
+
+    def _name_owner(self, name: str) -> str | None:
+        item = self._client.get_item(
+            TableName=self._table,
+            Key={"runId": {"S": NAME_CLAIM_PREFIX + name}},
+            ConsistentRead=True,
+        ).get("Item")
+        return str(item["specKey"]["S"]) if item else None
 
     def get(self, run_id: str) -> Run | None:
         response = self._client.get_item(
@@ -281,12 +366,7 @@ class DynamoLedger:
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            item = self._client.get_item(
-                TableName=self._table,
-                Key={"runId": {"S": NAME_CLAIM_PREFIX + name}},
-                ConsistentRead=True,
-            ).get("Item")
-            return str(item["specKey"]["S"]) if item else None
+            return self._name_owner(name)
         return None
 
     def pass_spec_name(self, name: str, owner: str, spec_key: str, now: datetime) -> None:

@@ -10,13 +10,15 @@ import pytest
 from botocore.config import Config
 
 from crq.adapters.cleanrooms import CleanRoomsGateway, scrub
-from crq.adapters.dynamodb import DynamoLedger
+from crq.adapters.dynamodb import DynamoLedger, DynamoSpecStates
 from crq.adapters.s3 import ResultLister, SpecStore
 from crq.adapters.sns import SnsPublisher
 from crq.errors import (
+    NameClaimed,
     PublishFailed,
     QueryAlreadyEnded,
     QueryNotFound,
+    ScheduleRecordFound,
     SpecUnreadable,
     StaleRun,
     StartDeferred,
@@ -31,6 +33,7 @@ from crq.ledger import (
     RunState,
     TriggerType,
 )
+from crq.schedule_state import DesiredSchedule, SpecState
 from crq_local.engine.testing import forget, throttle, wait_until_idle
 
 MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"
@@ -316,3 +319,55 @@ def test_spec_name_claims_are_conditional_and_stay_out_of_the_indexes(
     ledger.create(new_run("r1"))
     assert [r.run_id for r in ledger.in_flight()] == ["r1"]
     assert [r.run_id for r in ledger.recent(10, now=T0)] == ["r1"]
+
+
+def test_a_run_created_with_its_name_claim_is_one_transaction_of_both_or_neither(
+    ledger: DynamoLedger,
+) -> None:
+    # A free name: the run and the claim are written together
+    created = ledger.create(new_run("r1", spec_key="specs/a.yaml"), claim_name="weekly")
+    assert created is not None and ledger.get("r1") == created
+    assert ledger.claim_spec_name("weekly", "specs/b.yaml", T0) == "specs/a.yaml"
+    # The same key again (its next run): the claim it holds is no obstacle
+    assert ledger.create(new_run("r2", spec_key="specs/a.yaml"), claim_name="weekly")
+    # Another key: nothing is written, and the holder is named
+    with pytest.raises(NameClaimed) as refused:
+        ledger.create(new_run("r3", spec_key="specs/b.yaml"), claim_name="weekly")
+    assert refused.value.owner == "specs/a.yaml" and ledger.get("r3") is None
+    # A run that exists: None, as without a claim, and the claim is left as it was
+    assert ledger.create(new_run("r1", spec_key="specs/b.yaml"), claim_name="other") is None
+    assert ledger.claim_spec_name("other", "specs/c.yaml", T0) is None
+
+
+def test_a_run_created_on_no_schedule_to_sync_checks_the_spec_state_record_in_its_write(
+    ledger: DynamoLedger,
+) -> None:
+    states = DynamoSpecStates.sharing(ledger)
+
+    def record(state_id: str, desired: DesiredSchedule | None, applied: bool) -> None:
+        states.claim(
+            SpecState(
+                state_id=state_id,
+                bucket="b",
+                spec_key="specs/x.yaml",
+                spec_name="x",
+                sequencer="1",
+                desired=desired,
+                applied=applied,
+                updated_at=T0,
+            )
+        )
+
+    weekly = DesiredSchedule(expression="cron(0 6 ? * MON *)", timezone="UTC")
+    record("spec:scheduled", weekly, applied=True)
+    record("spec:removed", None, applied=True)
+    record("spec:unfinished", None, applied=False)
+    # No record, or one applied without a schedule: the run is created
+    assert ledger.create(new_run("r1"), no_schedule_record="spec:none") is not None
+    assert ledger.create(new_run("r2"), no_schedule_record="spec:removed") is not None
+    # A schedule to remove, or an event not yet applied: nothing is written, not even the claim
+    for state_id in ("spec:scheduled", "spec:unfinished"):
+        with pytest.raises(ScheduleRecordFound):
+            ledger.create(new_run("r3"), claim_name=state_id, no_schedule_record=state_id)
+        assert ledger.get("r3") is None
+        assert ledger.claim_spec_name(state_id, "specs/other.yaml", T0) is None

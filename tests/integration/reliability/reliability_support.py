@@ -114,11 +114,14 @@ def wait_for(
 def make_dynamodb_atomic(patch: Any) -> None:
     """DynamoDB applies each request atomically (a conditional write is checked and written in
     one step); moto, in-process, does not across threads. One lock around each request gives
-    that back, so the concurrency tests race crq's invocations, not moto's internals."""
+    that back, so the concurrency tests race crq's invocations, not moto's internals. A
+    transaction too: moto checks and writes its items one by one, and rolls a cancelled one back
+    by restoring a copy of the whole table, which would undo another thread's write."""
     from moto.dynamodb.models import DynamoDBBackend
 
     lock = threading.RLock()
-    for name in ("put_item", "update_item", "delete_item", "get_item", "query", "scan"):
+    requests = ("put_item", "update_item", "delete_item", "get_item", "query", "scan")
+    for name in (*requests, "transact_write_items"):
         original = getattr(DynamoDBBackend, name)
 
         @functools.wraps(original)

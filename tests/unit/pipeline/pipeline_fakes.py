@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from crq.errors import (
+    NameClaimed,
     PublishFailed,
     QueryAlreadyEnded,
     QueryNotFound,
@@ -57,9 +58,20 @@ class FakeLedger:
         self.names: dict[str, str] = {}  # spec name claims: name -> spec key
         self.budget: dict[str, dict[str, float]] = {}  # day -> query id -> units
 
-    def create(self, run: Run) -> Run | None:
+    def create(
+        self,
+        run: Run,
+        *,
+        claim_name: str | None = None,
+        no_schedule_record: str | None = None,  # holds no spec-state records: always met
+    ) -> Run | None:
         if run.run_id in self.rows:
             return None
+        if claim_name is not None:  # the name claim in the same write: both or neither
+            owner = self.names.get(claim_name, run.spec_key)
+            if owner != run.spec_key:
+                raise NameClaimed(claim_name, owner)
+            self.names[claim_name] = run.spec_key
         stored = run.model_copy(update={"revision": 1})
         self.rows[run.run_id] = stored
         self.writes += 1

@@ -11,7 +11,13 @@ from pipeline_fakes import FakePublisher
 
 from crq.errors import ConfigError, SpecUnreadable
 from crq.ports import SpecObject
-from crq.schedule_state import ManagedSchedule, ScheduleDeps, SpecState, StateClaimRefused
+from crq.schedule_state import (
+    ManagedSchedule,
+    ScheduleDeps,
+    SpecState,
+    StateClaimRefused,
+    state_id,
+)
 from crq.schedule_sync import sync_schedule
 from crq.settings import Settings
 from crq.spec.names import default_name
@@ -123,6 +129,27 @@ def test_an_unscheduled_spec_runs_now_and_touches_nothing(world: Any) -> None:
 
     assert (result.outcome, result.run_now) == ("unscheduled", True)
     assert scheduler.calls == 0 and publisher.messages == [] and deps.states.records == {}
+
+
+def test_deferred_an_unscheduled_upload_reads_no_record_and_hands_on_its_check_and_spec(
+    world: Any,
+) -> None:
+    # Given a record saying the key had a schedule (the sync must not read it when deferred)
+    deps, specs, scheduler, publisher = world
+    sync_schedule(uploaded(specs, SPEC + "schedule: rate(1 day)\n"), deps)
+    reads: list[str] = []
+    deps.states.get = lambda state_id: reads.append(state_id)  # type: ignore[method-assign]
+
+    # When an unscheduled version is uploaded and the check is deferred to the run's write
+    event = uploaded(specs, SPEC)
+    result = sync_schedule(event, deps, defer_unscheduled=True)
+
+    # Then nothing was read or changed here; the result names the record and the version read
+    assert (result.outcome, result.run_now) == ("unscheduled", True)
+    assert reads == [] and len(scheduler.schedules) == 1 and len(publisher.messages) == 1
+    assert result.unchecked_record == state_id(BUCKET, KEY)
+    assert result.spec_object is not None and result.spec_object.version_id == event.version_id
+    assert "unchecked_record" not in result.as_dict() and "spec_object" not in result.as_dict()
 
 
 def test_a_scheduled_spec_is_set_announced_with_three_local_fire_times_and_not_run(
