@@ -68,7 +68,6 @@ class _Model(BaseModel):
         populate_by_name=True,
         frozen=True,
         extra="ignore",
-        defer_build=True,
     )
 
 

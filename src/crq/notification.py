@@ -52,7 +52,6 @@ class ContractModel(BaseModel):
         extra="forbid",
         field_title_generator=lambda name, _info: to_camel(name),
         # Built on first use, not at import: a cold start that sends nothing never pays for it.
-        defer_build=True,
     )
 
 

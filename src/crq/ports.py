@@ -45,7 +45,7 @@ ACTIVE_STATUSES = frozenset({QueryStatus.SUBMITTED, QueryStatus.STARTED, QuerySt
 class QuerySummary(BaseModel):
     """A ProtectedQuerySummary from ListProtectedQueries."""
 
-    model_config = ConfigDict(frozen=True, defer_build=True)
+    model_config = ConfigDict(frozen=True)
 
     id: str
     membership_id: str

@@ -110,9 +110,7 @@ class ScheduleKeys(BaseModel):
 class PipelineKeys(BaseModel):
     """The keys a spec file adds to the StartProtectedQuery request."""
 
-    model_config = ConfigDict(
-        extra="forbid", strict=True, defer_build=True, alias_generator=to_camel
-    )
+    model_config = ConfigDict(extra="forbid", strict=True, alias_generator=to_camel)
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)] | None = Field(
         None,
@@ -172,9 +170,7 @@ class SpecSchedule(BaseModel):
 class _Shape(BaseModel):
     # Built only from data apimodel.check_shape has accepted; a test keeps these members equal
     # to the botocore model's. Members are camelCase in the request, snake_case in Python.
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, strict=True, defer_build=True, alias_generator=to_camel
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, alias_generator=to_camel)
 
 
 class SqlParameters(_Shape):
