@@ -15,7 +15,7 @@
 token). A deferral puts the run back to QUEUED; a refusal ends it START_FAILED; any other failure
 leaves it STARTING and propagates, so Lambda retries the event and `reconcile_starting` settles the
 run once its grace has passed (docs/reliability.md): the query of the run is recognised by the
-request fingerprint (`request_fingerprint`, `fingerprint_matches`), a bounded number of times.
+request fingerprint (`crq.fingerprint`), a bounded number of times.
 
 The start use case (crq.starter) and the track use case (crq.tracker) both use this module and
 never each other.
@@ -23,11 +23,7 @@ never each other.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import secrets
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -38,6 +34,7 @@ from aws_lambda_powertools import Logger
 from crq.budget import budget_refusal
 from crq.delivery import claimed_end, publish_claimed
 from crq.errors import SpecUnreadable, StaleRun, StartDeferred, StartRefused
+from crq.fingerprint import fingerprint_matches, request_fingerprint
 from crq.ledger import ErrorInfo, FieldProblem, Outcome, Run, RunEvent, RunState
 from crq.ports import Collaborators, ProtectedQuery, QuerySummary
 from crq.preflight import preflight
@@ -444,49 +441,6 @@ def end_run(run: Run, outcome: Outcome, deps: Collaborators) -> Run | None:
         },
     )
     return publish_claimed(ended, deps)
-
-
-def request_fingerprint(request: Mapping[str, Any], salt: str) -> str:
-    """`<what>:<where>`: keyed hashes of the query (text or template ARN, parameters with their
-    values) and of the result destinations. Parameter values are sensitive, so only a salted
-    hash of them is stored."""
-    sql = request.get("sqlParameters") or {}
-    what = {
-        "query": sql.get("queryString") or sql.get("analysisTemplateArn") or "",
-        "parameters": sql.get("parameters") or {},
-    }
-    return f"{_keyed(salt, what)}:{_keyed(salt, _destinations(request))}"
-
-
-def fingerprint_matches(run: Run, query: ProtectedQuery) -> bool:
-    if not run.request_fingerprint or not run.fingerprint_salt:
-        return False
-    expected_what, _, expected_where = run.request_fingerprint.partition(":")
-    seen = {"sqlParameters": query.sql_parameters or {}}
-    if query.result_configuration is not None:
-        seen["resultConfiguration"] = query.result_configuration
-    what, _, where = request_fingerprint(seen, run.fingerprint_salt).partition(":")
-    if not hmac.compare_digest(what, expected_what):
-        return False
-    # Destinations are compared only when Clean Rooms returns them.
-    return query.result_configuration is None or hmac.compare_digest(where, expected_where)
-
-
-def _destinations(request: Mapping[str, Any]) -> list[list[str]]:
-    output = (request.get("resultConfiguration") or {}).get("outputConfiguration") or {}
-    locations = [output, *((output.get("distribute") or {}).get("locations") or [])]
-    found = []
-    for location in locations:
-        if s3 := location.get("s3"):
-            found.append(["s3", s3.get("bucket", ""), s3.get("keyPrefix", "")])
-        if member := location.get("member"):
-            found.append(["member", member.get("accountId", "")])
-    return sorted(found)
-
-
-def _keyed(salt: str, value: Any) -> str:
-    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hmac.new(salt.encode(), canonical.encode(), hashlib.sha256).hexdigest()
 
 
 def spec_limits(deps: Collaborators) -> dict[str, int]:
