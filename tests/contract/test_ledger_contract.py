@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pipeline_fakes import queued_run
 
 from crq.errors import StaleRun
 from crq.ledger import (
@@ -17,7 +18,6 @@ from crq.ledger import (
     Run,
     RunEvent,
     RunState,
-    TriggerType,
 )
 
 MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"
@@ -26,21 +26,16 @@ T0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
 
 
 def new_run(run_id: str, created: datetime = T0, **changes: Any) -> Run:
-    run = Run(
-        run_id=run_id,
-        state=RunState.QUEUED,
-        created_at=created,
-        updated_at=created,
-        trigger_type=TriggerType.S3,
-        trigger_time=created,
-        spec_bucket="b",
-        spec_key="specs/x.yaml",
-        spec_name="x",
-        membership_id=MEMBERSHIP,
-        request={"sqlParameters": {"parameters": {"p": "***"}}, "n": 1.5},
-        notify_attributes={"team": "media"},
-    )
-    return run.model_copy(update=changes)
+    """The unit tests' queued run, in this suite's membership, with a request and attributes."""
+    fields: dict[str, Any] = {
+        "created_at": created,
+        "updated_at": created,
+        "trigger_time": created,
+        "membership_id": MEMBERSHIP,
+        "request": {"sqlParameters": {"parameters": {"p": "***"}}, "n": 1.5},
+        "notify_attributes": {"team": "media"},
+    }
+    return queued_run(run_id=run_id, **(fields | changes))
 
 
 def created(ledger: Ledger, run: Run) -> Run:
