@@ -7,7 +7,7 @@ import pytest
 from contract_support import Specs
 
 from crq.errors import SpecUnreadable
-from crq.spec.safe_load import MAX_SPEC_BYTES, too_large
+from crq.spec.limits import MAX_SPEC_BYTES, too_large
 
 KEY = "specs/daily.yaml"
 

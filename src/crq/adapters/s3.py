@@ -11,7 +11,7 @@ from crq.adapters.aws_errors import error_code
 from crq.errors import ResultsUnavailable, SpecUnreadable
 from crq.ledger import ResultObject
 from crq.ports import SpecObject
-from crq.spec.safe_load import MAX_SPEC_BYTES, too_large
+from crq.spec.limits import MAX_SPEC_BYTES, too_large
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

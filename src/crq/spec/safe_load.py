@@ -28,7 +28,7 @@ import yaml
 from yaml import events
 
 from crq.spec.apimodel import FieldError, join
-from crq.spec.limits import MAX_SPEC_BYTES  # shared with the S3 adapter
+from crq.spec.limits import MAX_SPEC_BYTES, too_large  # shared with the S3 adapter
 
 MAX_DEPTH = 20
 MAX_ERRORS = 50
@@ -57,12 +57,6 @@ def format_of(source: str) -> str | None:
     name = source.rsplit("/", 1)[-1]
     dot = name.rfind(".")
     return SUFFIXES.get(name[dot:].lower()) if dot > 0 else None
-
-
-def too_large(size: int | None) -> str:
-    """The size error, one wording wherever the size is checked (here, the S3 adapter)."""
-    actual = f"{size} bytes" if size is not None else f"over {MAX_SPEC_BYTES} bytes"
-    return f"the file is {actual}; a spec file has at most {MAX_SPEC_BYTES} bytes (256 KiB)"
 
 
 def load_document(data: bytes, source: str) -> dict[str, Any]:
