@@ -20,7 +20,7 @@ from .params import Bound, ParameterError, bind
 from .queries import Query, shape, summary
 from .runner import Runner
 from .schemas import Schemas
-from .world import Collaboration, Membership, World
+from .world import Membership, World
 
 log = logging.getLogger("crq.engine")
 
@@ -147,7 +147,7 @@ class Operations:
         return out | ({"nextToken": token} if token else {})
 
     def get_collaboration_analysis_template(self, params: dict[str, Any]) -> dict[str, Any]:
-        collab = self._collaboration(params["collaborationIdentifier"])
+        collab = self.world.member_collaboration(params["collaborationIdentifier"])
         template = self.world.templates_by_arn.get(params["analysisTemplateArn"])
         if template is None or template.collaboration is not collab:
             raise ResourceNotFoundException(
@@ -162,23 +162,12 @@ class Operations:
         }
 
     def list_members(self, params: dict[str, Any]) -> dict[str, Any]:
-        collab = self._collaboration(params["collaborationIdentifier"])
+        collab = self.world.member_collaboration(params["collaborationIdentifier"])
         page, token = pages.page(list(collab.memberships.values()), params)
         out: dict[str, Any] = {"memberSummaries": [self.world.member_shape(m) for m in page]}
         return out | ({"nextToken": token} if token else {})
 
     # ---- lookups -------------------------------------------------------------------------
-
-    def _collaboration(self, identifier: str) -> Collaboration:
-        """A collaboration this account is a member of; any other is not found, as in the API."""
-        collab = self.world.collaborations.get(identifier)
-        if collab is None or collab.membership_of(self.world.account_id) is None:
-            raise ResourceNotFoundException(
-                f"Collaboration {identifier} not found",
-                resource_id=identifier,
-                resource_type="COLLABORATION",
-            )
-        return collab
 
     def _membership(self, membership_id: str) -> Membership:
         m = self.world.caller_membership(membership_id)

@@ -36,11 +36,11 @@ class Schemas:
     # ---- operations --------------------------------------------------------------------
 
     def get_schema(self, params: dict[str, Any]) -> dict[str, Any]:
-        collab = self._collaboration(params["collaborationIdentifier"])
+        collab = self._world.member_collaboration(params["collaborationIdentifier"])
         return {"schema": self._schema(collab, self._table(collab, params["name"]))}
 
     def list_schemas(self, params: dict[str, Any]) -> dict[str, Any]:
-        collab = self._collaboration(params["collaborationIdentifier"])
+        collab = self._world.member_collaboration(params["collaborationIdentifier"])
         wanted = params.get("schemaType")
         found = list(collab.tables) if wanted in (None, "TABLE") else []
         page, token = pages.page(found, params)
@@ -48,7 +48,7 @@ class Schemas:
         return out | ({"nextToken": token} if token else {})
 
     def batch_get_schema(self, params: dict[str, Any]) -> dict[str, Any]:
-        collab = self._collaboration(params["collaborationIdentifier"])
+        collab = self._world.member_collaboration(params["collaborationIdentifier"])
         schemas, errors = [], []
         for name in params["names"]:
             try:
@@ -58,12 +58,12 @@ class Schemas:
         return {"schemas": schemas, "errors": errors}
 
     def get_schema_analysis_rule(self, params: dict[str, Any]) -> dict[str, Any]:
-        collab = self._collaboration(params["collaborationIdentifier"])
+        collab = self._world.member_collaboration(params["collaborationIdentifier"])
         rule = self._rule(collab, params["name"], params["type"])
         return {"analysisRule": api_rule_shape(rule, collab.id, self._world.created)}
 
     def batch_get_schema_analysis_rule(self, params: dict[str, Any]) -> dict[str, Any]:
-        collab = self._collaboration(params["collaborationIdentifier"])
+        collab = self._world.member_collaboration(params["collaborationIdentifier"])
         rules, errors = [], []
         for request in params["schemaAnalysisRuleRequests"]:
             name, kind = request["name"], request["type"]
@@ -78,16 +78,6 @@ class Schemas:
         return {"analysisRules": rules, "errors": errors}
 
     # ---- lookups -----------------------------------------------------------------------
-
-    def _collaboration(self, identifier: str) -> Collaboration:
-        collab = self._world.collaborations.get(identifier)
-        if collab is None or collab.membership_of(self._world.account_id) is None:
-            raise ResourceNotFoundException(
-                f"Collaboration {identifier} not found",
-                resource_id=identifier,
-                resource_type="COLLABORATION",
-            )
-        return collab
 
     def _table(self, collab: Collaboration, name: str) -> Table:
         table = next((t for t in collab.tables if t.name == name), None)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import config as cfg
+from .errors import ResourceNotFoundException
 from .params import Declared
 
 
@@ -130,6 +131,17 @@ class World:
         """The caller's own membership with that id; another account's is not visible."""
         m = self.memberships.get(membership_id)
         return m if m is not None and m.account_id == self.account_id else None
+
+    def member_collaboration(self, identifier: str) -> Collaboration:
+        """A collaboration the caller is a member of; any other is not found, as in the API."""
+        collab = self.collaborations.get(identifier)
+        if collab is None or collab.membership_of(self.account_id) is None:
+            raise ResourceNotFoundException(
+                f"Collaboration {identifier} not found",
+                resource_id=identifier,
+                resource_type="COLLABORATION",
+            )
+        return collab
 
     # The API shapes (timestamps are datetimes here; the protocol layer serializes them).
 
