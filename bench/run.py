@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import io
 import json
 import math
@@ -201,74 +200,6 @@ def _aws_env() -> None:
     )
 
 
-@contextlib.contextmanager
-def _atomic_dynamodb() -> Iterator[None]:
-    """DynamoDB applies each request atomically; moto in-process does not across threads.
-
-    And a transaction: moto deep-copies every table it touches before it starts (its rollback),
-    which costs ~0.1 s per TransactWriteItems once the runs table holds a few hundred items
-    (DynamoDB's cost does not grow with the table). Here a transaction saves and restores only
-    the items it names. Both are restored on exit, so stacks built one after another do not
-    wrap moto again and again."""
-    from moto.dynamodb import models
-    from moto.dynamodb.exceptions import TransactionCanceledException
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()
-    names = ("put_item", "update_item", "delete_item", "get_item", "query", "scan")
-    originals = {name: getattr(DynamoDBBackend, name) for name in names}
-    for name, original in originals.items():
-
-        @functools.wraps(original)
-        def atomic(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(self, *args, **kwargs)
-
-        setattr(DynamoDBBackend, name, atomic)
-
-    transact = DynamoDBBackend.transact_write_items
-    real_copy = models.copy
-
-    class _KeepTables:  # moto's whole-table snapshot: the table itself (restored item-wise)
-        @staticmethod
-        def deepcopy(value: Any) -> Any:
-            return value if isinstance(value, models.Table) else real_copy.deepcopy(value)
-
-    def transact_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        with lock:
-            saved = []
-            for entry in transact_items:
-                op = next(iter(entry.values()))
-                table = self.get_table(op["TableName"])
-                key = op.get("Key") or {
-                    k: op["Item"][k]
-                    for k in (table.hash_key_attr, table.range_key_attr)
-                    if k is not None
-                }
-                before = self.get_item(op["TableName"], key)
-                saved.append((op["TableName"], key, before and before.to_json()["Attributes"]))
-            models.copy = _KeepTables  # type: ignore[assignment]
-            try:
-                return transact(self, transact_items)  # type: ignore[no-any-return]
-            except TransactionCanceledException:
-                for table_name, key, attributes in saved:
-                    if attributes is None:
-                        originals["delete_item"](self, table_name, key)
-                    else:
-                        originals["put_item"](self, table_name, attributes)
-                raise
-            finally:
-                models.copy = real_copy
-
-    DynamoDBBackend.transact_write_items = transact_items  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        for name, original in originals.items():
-            setattr(DynamoDBBackend, name, original)
-        DynamoDBBackend.transact_write_items = transact  # type: ignore[method-assign]
-
-
 def _world(memberships: int) -> Any:
     """The example collaboration, with the caller in `memberships` collaborations."""
     import yaml
@@ -306,6 +237,7 @@ def _pipeline_stack(memberships: int = 1) -> Iterator[SimpleNamespace]:
     from crq_local import stack
     from crq_local.engine import Engine, Timings
     from crq_local.engine.inprocess import installed
+    from crq_local.sandbox.moto_dynamodb import local_dynamodb
     from crq_local.sandbox.stack_resources import AwsClients, create_stack
 
     config, ids = _world(memberships)
@@ -323,7 +255,7 @@ def _pipeline_stack(memberships: int = 1) -> Iterator[SimpleNamespace]:
                 published.append(time.monotonic())
 
     try:
-        with mock_aws(), installed(engine), _atomic_dynamodb():
+        with mock_aws(), installed(engine), local_dynamodb():
             setup = boto3.session.Session()  # the bench's own calls are not counted
             clients = AwsClients(
                 *(

@@ -34,6 +34,11 @@ class StaleRun(CrqError):
         self.revision = revision
 
 
+class LedgerBusy(CrqError):
+    """The ledger left part of a batch read undone (throttled) after its retries; nothing was
+    changed, and the invocation fails so that it is tried again."""
+
+
 class NameClaimed(CrqError):
     """A run created with its spec's name claim was not created: another spec key holds the name
     (crq.spec.names decides whether that key still uses it)."""

@@ -276,6 +276,11 @@ class Ledger(Protocol):
 
     def get(self, run_id: str) -> Run | None: ...
 
+    def get_many(self, run_ids: list[str]) -> list[Run]:
+        """The runs of `run_ids` that exist, in that order, read consistently (one round trip
+        per hundred ids): the full runs behind rows of the per-membership index."""
+        ...
+
     def save(self, run: Run) -> Run:
         """Replace the stored run if its revision is still `run.revision`, else raise
         `StaleRun`. Returns the stored run (revision + 1)."""

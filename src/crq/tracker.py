@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -29,7 +30,16 @@ from crq.budget import billed_units, record_attempt
 from crq.deadline import Deadline
 from crq.delivery import deliver
 from crq.errors import CrqError, QueryAlreadyEnded, QueryNotFound, ResultsUnavailable, StaleRun
-from crq.ledger import AttemptCost, ErrorInfo, Outcome, ResultObject, Run, RunEvent, RunState
+from crq.ledger import (
+    ActiveRun,
+    AttemptCost,
+    ErrorInfo,
+    Outcome,
+    ResultObject,
+    Run,
+    RunEvent,
+    RunState,
+)
 from crq.lifecycle import (
     CLOCK_SKEW,
     StartOutcome,
@@ -181,7 +191,9 @@ def _tick(work: _Pass) -> None:
             groups[run.membership_id].append(run)
     summary.memberships = len(groups)
     futures = [
-        work.unit(work.memberships, _guarded, membership_id, group, work)
+        work.unit(
+            work.memberships, _guarded, membership_id, work, partial(_track_membership, group)
+        )
         for membership_id, group in groups.items()
     ]
     futures += [
@@ -228,24 +240,36 @@ def _wake_up(event: QueryChanged, work: _Pass) -> None:
     # The ended query freed a slot: if the membership has queued runs, do its pass now.
     active = deps.ledger.active_in_membership(event.membership_id)
     if any(r.state is RunState.QUEUED for r in active):
-        group = [
-            r
-            for r in deps.ledger.in_flight()
-            if r.membership_id == event.membership_id and r.state is not RunState.ENDED
-        ]
-        _guarded(event.membership_id, group, work)
+        _guarded(event.membership_id, work, partial(_queued_pass, active))
 
 
-def _guarded(membership_id: str, group: list[Run], work: _Pass) -> None:
+def _queued_pass(active: list[ActiveRun], membership_id: str, work: _Pass) -> None:
+    """The membership's pass on a status event, from its own rows of the per-membership index
+    (never the whole in-flight index): the full runs holding its slots, and its oldest queued
+    runs, as many as it has slots and as many again. Queued runs behind those are started by a
+    later pass."""
+    deps = work.deps
+    queued = [r.run_id for r in active if r.state is RunState.QUEUED]
+    wanted = [r.run_id for r in active if r.state is not RunState.QUEUED]
+    wanted += queued[: 2 * deps.settings.membership_query_cap]
+    group = [
+        run
+        for run in deps.ledger.get_many(wanted)
+        if run.membership_id == membership_id and run.state is not RunState.ENDED
+    ]
+    _track_membership(group, membership_id, work)
+
+
+def _guarded(membership_id: str, work: _Pass, step: Callable[[str, _Pass], None]) -> None:
     # One membership failing (e.g. access removed) must not stop the others from being tracked.
     try:
-        _track_membership(membership_id, group, work)
+        step(membership_id, work)
     except Exception as exc:
         logger.exception("membership not tracked", extra={"membershipId": membership_id})
         work.summary.failed(f"{membership_id}: {type(exc).__name__}")
 
 
-def _track_membership(membership_id: str, runs: list[Run], work: _Pass) -> None:
+def _track_membership(runs: list[Run], membership_id: str, work: _Pass) -> None:
     deps, summary = work.deps, work.summary
     now = deps.clock()
     grace = deps.settings.starting_grace

@@ -121,6 +121,17 @@ def test_a_run_is_found_by_its_current_query(ledger: Ledger) -> None:
     assert ledger.find_by_query("q-1") is None
 
 
+def test_runs_are_read_by_key_in_the_order_asked_missing_ones_left_out(ledger: Ledger) -> None:
+    runs = [created(ledger, new_run(f"r{i}", T0 + timedelta(seconds=i))) for i in range(120)]
+    saved = ledger.save(runs[7].evolve(T0, state=RunState.RUNNING, query_id="q-7"))
+    asked = [r.run_id for r in reversed(runs)]  # more than one batch's worth (100 keys)
+    asked.insert(3, "never-created")
+    got = ledger.get_many(asked)
+    assert [r.run_id for r in got] == [r.run_id for r in reversed(runs)]
+    assert got[-8] == saved  # the run as last saved, not as created
+    assert ledger.get_many([]) == []
+
+
 def test_active_runs_of_a_membership_oldest_first_until_ended(ledger: Ledger) -> None:
     first = created(ledger, new_run("r1", T0 + timedelta(seconds=2)))
     created(ledger, new_run("r0", T0 + timedelta(seconds=1), state=RunState.STARTING))

@@ -34,6 +34,7 @@ from crq_local import stack
 from crq_local.engine import Engine, EngineConfig, Timings, load_config
 from crq_local.engine.inprocess import installed
 from crq_local.engine.testing import wait_until_idle
+from crq_local.sandbox.moto_dynamodb import local_dynamodb
 from crq_local.sandbox.stack_resources import (
     AwsClients,
     create_bucket,
@@ -251,7 +252,7 @@ def pipeline_stack(
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     engine = Engine(collaboration, timings=Timings.fast())
     try:
-        with mock_aws(), installed(engine):
+        with mock_aws(), installed(engine), local_dynamodb():
             built = _create_stack(engine)
             for name, value in built.environment.items():
                 monkeypatch.setenv(name, value)

@@ -97,7 +97,12 @@ SCHEDULE_ENV = {
 EXPECTED_ACTIONS = {
     "StartFunction": START_ACTIONS | SCHEDULE_ACTIONS,
     "TrackFunction": START_ACTIONS
-    | {"cleanrooms:UpdateProtectedQuery", "s3:ListBucket", "dynamodb:UpdateItem"},
+    | {
+        "cleanrooms:UpdateProtectedQuery",
+        "s3:ListBucket",
+        "dynamodb:UpdateItem",
+        "dynamodb:BatchGetItem",  # a status event's membership pass reads its runs by key
+    },
 }
 # Calls the adapters make that no function needs: they serve local tools only.
 # Calls only tools make: `crq schedules` lists the stack's schedule group; `crq status` queries
@@ -469,6 +474,7 @@ def test_each_action_is_granted_only_on_this_stacks_resources(template: dict[str
         "kms:Decrypt": {KEY_ARN},
         "kms:GenerateDataKey": {KEY_ARN},
         "dynamodb:GetItem": {TABLE_ARN},
+        "dynamodb:BatchGetItem": {TABLE_ARN},
         "dynamodb:PutItem": {TABLE_ARN},
         "dynamodb:UpdateItem": {TABLE_ARN},
         "dynamodb:ConditionCheckItem": {TABLE_ARN},

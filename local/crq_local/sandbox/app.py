@@ -16,6 +16,7 @@ EventBridge, and moto's S3 sends `Object Created` to EventBridge when a spec is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -160,6 +161,7 @@ class Sandbox:
         self._saved_env: dict[str, str | None] = {}
         self._moto: BaseWSGIServer | None = None
         self._moto_thread: threading.Thread | None = None
+        self._moto_patches = contextlib.ExitStack()
         self._engine_server: EngineServer | None = None
         self._log: IO[str] | None = None
         self._runtime: LambdaRuntime | None = None
@@ -296,8 +298,12 @@ class Sandbox:
         from werkzeug.serving import make_server
 
         from crq_local.sandbox import s3_deletes
+        from crq_local.sandbox.moto_dynamodb import local_dynamodb
 
         s3_deletes.install()  # `aws s3 rm` on a spec sends Object Deleted, as S3 does
+        # Each DynamoDB request atomic, as the service's are (the functions run concurrently),
+        # and item reads at the service's cost, not the emulator's serializer's.
+        self._moto_patches.enter_context(local_dynamodb())
 
         # moto's ThreadedMotoServer binds in its thread and waits forever when the port is
         # taken; binding here turns that into an error the user can act on.
@@ -391,6 +397,7 @@ class Sandbox:
             if self._moto_thread is not None:
                 self._moto_thread.join()
             self._moto = None
+        self._moto_patches.close()
         if self._log is not None:
             self._log.close()
             self._log = None

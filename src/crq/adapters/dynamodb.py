@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from crq.adapters.aws_errors import error_code
-from crq.errors import NameClaimed, ScheduleRecordFound, StaleRun
+from crq.errors import LedgerBusy, NameClaimed, ScheduleRecordFound, StaleRun
 from crq.ledger import ActiveRun, Run, in_flight_since
 from crq.schedule_state import DesiredSchedule, SpecState, StateClaimRefused
 
@@ -51,6 +52,10 @@ BUDGET_ITEM_DAYS = 3  # kept a little past their day, then DynamoDB's TTL remove
 
 # A transaction DynamoDB cancels because another one touched the same item is tried again.
 _CONFLICT_ATTEMPTS = 3
+# BatchGetItem: at most 100 keys a call; keys DynamoDB leaves unprocessed (throttling) are asked
+# again, with backoff, this many times in all.
+BATCH_GET_LIMIT = 100
+_UNPROCESSED_ATTEMPTS = 4
 
 
 def _reasons(exc: ClientError, count: int) -> list[dict[str, Any]]:
@@ -232,6 +237,28 @@ class DynamoLedger:
         )
         item = response.get("Item")
         return from_item(self._plain(item)) if item else None
+
+    def get_many(self, run_ids: list[str]) -> list[Run]:
+        found: dict[str, Run] = {}
+        for start in range(0, len(run_ids), BATCH_GET_LIMIT):
+            keys: Sequence[Mapping[str, Any]] = [
+                {"runId": {"S": run_id}} for run_id in run_ids[start : start + BATCH_GET_LIMIT]
+            ]
+            for attempt in itertools.count(1):
+                response = self._client.batch_get_item(
+                    RequestItems={self._table: {"Keys": keys, "ConsistentRead": True}}
+                )
+                for item in response.get("Responses", {}).get(self._table, []):
+                    run = from_item(self._plain(item))
+                    found[run.run_id] = run
+                unprocessed = response.get("UnprocessedKeys", {}).get(self._table)
+                keys = unprocessed["Keys"] if unprocessed else []
+                if not keys:
+                    break
+                if attempt >= _UNPROCESSED_ATTEMPTS:  # throttled throughout: say so, lose nothing
+                    raise LedgerBusy(f"BatchGetItem left {len(keys)} run(s) unread")
+                time.sleep(0.05 * 2**attempt)
+        return [found[run_id] for run_id in run_ids if run_id in found]
 
     def save(self, run: Run) -> Run:
         stored = run.model_copy(update={"revision": run.revision + 1})

@@ -16,14 +16,7 @@ from reliability_support import (
     CleanRoomsCalls,
     Clock,
     StartFaults,
-    make_dynamodb_atomic,
 )
-
-
-@pytest.fixture(autouse=True)
-def atomic_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each DynamoDB request atomic, as the service makes it (moto does not, across threads)."""
-    make_dynamodb_atomic(monkeypatch)
 
 
 @pytest.fixture

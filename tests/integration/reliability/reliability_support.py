@@ -12,15 +12,16 @@ moto with the local engine; this module adds what the faults need:
 - `LambdaAsync`: Lambda's asynchronous invocation of a function (EventBridge and Scheduler
   invoke crq's functions that way): retries per the template's EventInvokeConfig, then the
   OnFailure destination, the stack's EventsDeadLetterQueue.
-- `make_dynamodb_atomic`: each moto DynamoDB request atomic, as the service's are, so tests
-  running invocations in threads race crq, not moto.
+
+Each moto DynamoDB request is atomic, as the service's are, so tests running invocations in
+threads race crq, not moto: `pipeline_stack` enters crq_local.sandbox.moto_dynamodb for every
+integration test.
 
 Names are unique to this folder: pytest puts it on sys.path, next to other test folders.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 import time
@@ -109,27 +110,6 @@ def wait_for(
             assert status in statuses, f"query {query_id} is still {status}"
             return status
         time.sleep(0.005)
-
-
-def make_dynamodb_atomic(patch: Any) -> None:
-    """DynamoDB applies each request atomically (a conditional write is checked and written in
-    one step); moto, in-process, does not across threads. One lock around each request gives
-    that back, so the concurrency tests race crq's invocations, not moto's internals. A
-    transaction too: moto checks and writes its items one by one, and rolls a cancelled one back
-    by restoring a copy of the whole table, which would undo another thread's write."""
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()
-    requests = ("put_item", "update_item", "delete_item", "get_item", "query", "scan")
-    for name in (*requests, "transact_write_items"):
-        original = getattr(DynamoDBBackend, name)
-
-        @functools.wraps(original)
-        def atomic(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(self, *args, **kwargs)
-
-        patch.setattr(DynamoDBBackend, name, atomic)
 
 
 def ledger_rows(stack_: Any) -> dict[str, dict[str, Any]]:

@@ -80,6 +80,9 @@ class FakeLedger:
     def get(self, run_id: str) -> Run | None:
         return self.rows.get(run_id)
 
+    def get_many(self, run_ids: list[str]) -> list[Run]:
+        return [self.rows[run_id] for run_id in run_ids if run_id in self.rows]
+
     def save(self, run: Run) -> Run:
         current = self.rows.get(run.run_id)
         if current is None or current.revision != run.revision:
@@ -100,7 +103,7 @@ class FakeLedger:
     def active_in_membership(self, membership_id: str) -> list[ActiveRun]:
         return [
             ActiveRun(run_id=r.run_id, state=r.state, in_flight_since=r.in_flight_since)
-            for r in self.in_flight()
+            for r in sorted(self.rows.values(), key=lambda r: r.in_flight_since)
             if r.active_membership == membership_id
         ]
 

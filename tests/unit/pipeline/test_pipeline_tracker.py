@@ -15,7 +15,7 @@ from pipeline_fakes import (
 )
 
 from crq.errors import ResultsUnavailable, StartDeferred
-from crq.ledger import NotifyState, ResultObject, RunState
+from crq.ledger import NotifyState, ResultObject, Run, RunState
 from crq.tracker import TrackIncomplete, track_in_flight
 from crq.triggers import QueryChanged, TrackAll
 
@@ -395,6 +395,42 @@ def test_the_fast_path_fills_the_freed_slot() -> None:
     w.cleanrooms.end(first.query_id or "")
     track_in_flight(w.deps, QueryChanged(MEMBERSHIP, first.query_id or "", "SUCCESS"))
     assert run_named(w, "second").state is RunState.RUNNING
+
+
+def test_the_fast_path_fills_a_slot_from_its_membership_rows_never_the_whole_index() -> None:
+    # Given a full membership with queued runs, and another membership with its own queue
+    w = world(membership_query_cap=1)
+    first = start_spec(w, "first")
+    for name in ("second", "third", "fourth"):
+        w.clock.advance(seconds=1)  # queued in this order
+        start_spec(w, name)
+    start_spec(w, "elsewhere-running", membership=OTHER_MEMBERSHIP)
+    start_spec(w, "elsewhere-queued", membership=OTHER_MEMBERSHIP)
+    read: list[list[str]] = []
+    whole_index = w.ledger.in_flight
+    get_many = w.ledger.get_many
+
+    def in_flight() -> list[Run]:
+        raise AssertionError("a status event read the whole in-flight index")
+
+    def recorded(run_ids: list[str]) -> list[Run]:
+        read.append(run_ids)
+        return get_many(run_ids)
+
+    w.ledger.in_flight = in_flight  # type: ignore[method-assign]
+    w.ledger.get_many = recorded  # type: ignore[method-assign]
+
+    # When the first query ends and its status event arrives
+    w.cleanrooms.end(first.query_id or "")
+    track_in_flight(w.deps, QueryChanged(MEMBERSHIP, first.query_id or "", "SUCCESS"))
+
+    # Then the oldest queued run of that membership starts, read by key with the membership's
+    # other runs only (its queue head, two slots' worth), and the other membership is untouched
+    w.ledger.in_flight = whole_index  # type: ignore[method-assign]
+    assert run_named(w, "second").state is RunState.RUNNING
+    assert run_named(w, "third").state is RunState.QUEUED
+    assert run_named(w, "elsewhere-queued").state is RunState.QUEUED
+    assert [[w.ledger.rows[i].spec_name for i in ids] for ids in read] == [["second", "third"]]
 
 
 def test_the_fast_path_ignores_queries_crq_does_not_know() -> None:
