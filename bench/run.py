@@ -21,6 +21,8 @@ min / median / max so the machine's noise shows. Nothing here asserts, and nothi
                 makespan / ideal (ceil(200/20) x d), in one process: ticks only (the issue's
                 set-up), then with the status events handed to the track function too (as
                 deployed); and the CPU-seconds the process spent (one GIL is the limit).
+   apart        the same burst with AWS (moto) in a process of its own, as deployed AWS is not in
+                the function's process: the functions' and moto's CPU-seconds each.
 6. engine       a query through the engine's execution path / the same SQL in DuckDB directly:
                 small CSV, 1M-row Parquet, small table beside a 1M-row one.
 7. spec checks  load_spec + render, specs/s, and against yaml.safe_load.
@@ -98,7 +100,7 @@ def _size(folder: Path) -> tuple[float, float]:
     return unpacked / 1e6, len(buffer.getvalue()) / 1e6
 
 
-def cold_start(repeats: int = 9) -> None:
+def cold_start(repeats: int = 15) -> None:
     built = ROOT / ".aws-sam" / "build" / "TrackFunction"
     if built.is_dir():
         unpacked, zipped = _size(built)
@@ -230,7 +232,10 @@ def _world(memberships: int) -> Any:
 @contextlib.contextmanager
 def _pipeline_stack(memberships: int = 1) -> Iterator[SimpleNamespace]:
     """moto + the local engine + the template's stack; the handlers built from the functions'
-    environment (handler_for), and every AWS call they make counted."""
+    environment (handler_for), and every AWS call they make counted.
+
+    moto runs in this process (`mock_aws`), unless the environment points the AWS services at a
+    moto server of their own (`burst_apart`): then only the engine is in-process."""
     import boto3
     from moto import mock_aws
 
@@ -255,7 +260,10 @@ def _pipeline_stack(memberships: int = 1) -> Iterator[SimpleNamespace]:
                 published.append(time.monotonic())
 
     try:
-        with mock_aws(), installed(engine), local_dynamodb():
+        apart = bool(os.environ.get(f"AWS_ENDPOINT_URL_{_APART_SERVICES[0]}"))
+        aws = contextlib.nullcontext() if apart else mock_aws()
+        moto_patches = contextlib.nullcontext() if apart else local_dynamodb()
+        with aws, installed(engine), moto_patches:
             setup = boto3.session.Session()  # the bench's own calls are not counted
             clients = AwsClients(
                 *(
@@ -557,10 +565,84 @@ def burst(specs: int = 200, memberships: int = 4, seconds: float = 2.0) -> None:
         )
 
 
+# The AWS services of the stack, pointed at a moto server of their own by `burst_apart` (Clean
+# Rooms stays the in-process engine: its front door answers only Clean Rooms' own endpoint).
+_APART_SERVICES = ("DYNAMODB", "S3", "SNS", "SQS", "EVENTBRIDGE", "SCHEDULER", "CLOUDWATCH")
+
+
+def burst_apart(specs: int = 200, memberships: int = 4, seconds: float = 2.0) -> None:
+    """The burst with AWS where it is when deployed, outside the functions' process: moto in a
+    process of its own (with the same DynamoDB patches), the functions and the engine in
+    another. On this 2-CPU machine each then has a GIL and most of a core."""
+    from crq.settings import CLEAN_ROOMS_QUERY_CAP
+
+    ideal = math.ceil(specs / (memberships * CLEAN_ROOMS_QUERY_CAP)) * seconds
+    for routed in (False, True):
+        with tempfile.TemporaryDirectory(prefix="crq-bench-moto-") as folder:
+            ready = Path(folder) / "url"
+            server = subprocess.Popen([sys.executable, __file__, "_moto-server", str(ready)])
+            try:
+                deadline = time.monotonic() + 60
+                while not ready.exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                url = ready.read_text()
+                env = dict(os.environ) | {f"AWS_ENDPOINT_URL_{s}": url for s in _APART_SERVICES}
+                arguments = [str(specs), str(memberships), str(seconds), str(int(routed))]
+                child = subprocess.run(
+                    [sys.executable, __file__, "_burst-once", *arguments],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                )
+                if child.returncode:
+                    raise SystemExit(f"bench: burst apart failed:\n{child.stderr[-3000:]}")
+                figures = json.loads(child.stdout.strip().splitlines()[-1])
+                moto_cpu = _cpu_seconds(server.pid)
+            finally:
+                server.terminate()
+                server.wait()
+        how = "ticks and status events" if routed else "ticks only"
+        line(
+            "burst apart",
+            f"the same, AWS (moto) in its own process, {how}: {figures['notified']} notified, "
+            f"makespan {figures['makespan']:.1f} s / ideal {ideal:.0f} s = "
+            f"{figures['makespan'] / ideal:.2f}x (goal <= 1.3x); starts took "
+            f"{figures['uploaded']:.1f} s; CPU-s: functions + engine {figures['cpu']:.1f}, "
+            f"moto {moto_cpu:.1f}" + figures["errors"],
+        )
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _moto_server(ready: str) -> None:
+    """moto on a free loopback port until killed; its URL written to `ready`."""
+    import logging
+
+    from crq_local.engine.testing import moto_server
+    from crq_local.sandbox.moto_dynamodb import local_dynamodb
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request costs CPU too
+    with local_dynamodb(), moto_server() as url:
+        Path(ready).write_text(url)
+        threading.Event().wait()
+
+
+def _burst_child(specs: str, memberships: str, seconds: str, routed: str) -> None:
+    d = float(seconds)
+    figures = _burst_once(int(specs), int(memberships), d, d / 10, routed == "1")
+    print(json.dumps(figures), flush=True)
+
+
 def _burst_once(
     specs: int, memberships: int, seconds: float, tick: float, routed: bool
 ) -> dict[str, Any]:
-    with _pipeline_stack(memberships) as env:
+    # Powertools prints a metric set once it holds 100 values even with metrics disabled (and
+    # disabled sets are never cleared): the burst's go to nowhere, not into the figures.
+    with _pipeline_stack(memberships) as env, contextlib.redirect_stdout(io.StringIO()):
         stop = threading.Event()
         errors: list[BaseException] = []
 
@@ -891,6 +973,10 @@ def preflight_reads() -> None:
 
 def main() -> None:
     _aws_env()
+    helpers = {"_moto-server": _moto_server, "_burst-once": _burst_child}
+    if len(sys.argv) > 1 and sys.argv[1] in helpers:  # burst_apart's own processes
+        helpers[sys.argv[1]](*sys.argv[2:])
+        return
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     sections = {
         "cold": cold_start,
@@ -898,6 +984,7 @@ def main() -> None:
         "pass": track_pass,
         "start": start_cost,
         "burst": burst,
+        "apart": burst_apart,
         "engine": engine_ratios,
         "spec": spec_checks,
         "preflight": preflight_reads,

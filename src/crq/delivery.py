@@ -15,9 +15,11 @@ from aws_lambda_powertools import Logger
 
 from crq.errors import PublishFailed, StaleRun
 from crq.ledger import NotifyState, Outcome, Run, RunState, expiry
-from crq.notification import attributes, build_notification, subject
-from crq.notification_text import notification_text
 from crq.ports import Collaborators
+
+# The notification contract (crq.notification: its models, the text for e-mail) is imported
+# where a notification is built, not at import: a track tick with nothing ending, the track
+# function's usual cold start, should not pay for it.
 
 logger = Logger(child=True)
 
@@ -48,6 +50,9 @@ def deliver(run: Run, deps: Collaborators) -> Run:
 def publish_claimed(claimed: Run, deps: Collaborators) -> Run:
     """Publish the notification of a run this invocation holds the claim of, then mark it SENT
     (which takes it out of the InFlight index and sets its TTL)."""
+    from crq.notification import attributes, build_notification, subject
+    from crq.notification_text import notification_text
+
     notification = build_notification(claimed)
     try:
         message_id = deps.publisher.publish(

@@ -13,18 +13,21 @@ import boto3
 from botocore.config import Config
 
 from crq.adapters.cleanrooms import CleanRoomsGateway, keep_retry_info
-from crq.adapters.dynamodb import DynamoLedger, DynamoSpecStates
+from crq.adapters.dynamodb import DynamoLedger
 from crq.adapters.s3 import ResultLister, SpecStore
-from crq.adapters.scheduler import SchedulerGateway
 from crq.adapters.sns import SnsPublisher
 from crq.metrics import PowertoolsRunMetrics
 from crq.ports import Collaborators, utc_now
 from crq.preflight import CachedReader
-from crq.schedule_state import ScheduleDeps
 from crq.settings import Settings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Metrics
+
+    from crq.schedule_state import ScheduleDeps
+
+# The schedule chain (crq.schedule_state, the Scheduler and spec-state adapters) is imported by
+# schedule_deps_for, on the start function's first upload: the track function never needs it.
 
 # Bounded calls: a hung connection must not eat the function's whole timeout.
 # A track pass calls from up to Settings.track_workers threads per pool at once.
@@ -109,6 +112,10 @@ _SCHEDULE_DEPS: list[tuple[Collaborators, ScheduleDeps]] = []
 def schedule_deps_for(collaborators: Collaborators) -> ScheduleDeps:
     """The schedule use case's collaborators, sharing the start use case's clients (S3,
     DynamoDB, SNS), built once per Collaborators; the Scheduler client is created on first use."""
+    from crq.adapters.dynamodb import DynamoSpecStates
+    from crq.adapters.scheduler import SchedulerGateway
+    from crq.schedule_state import ScheduleDeps
+
     for built, deps in _SCHEDULE_DEPS:
         if built is collaborators:
             return deps

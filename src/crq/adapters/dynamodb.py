@@ -25,10 +25,14 @@ from pydantic import BaseModel
 from crq.adapters.aws_errors import error_code
 from crq.errors import LedgerBusy, NameClaimed, ScheduleRecordFound, StaleRun
 from crq.ledger import ActiveRun, Run, in_flight_since
-from crq.schedule_state import DesiredSchedule, SpecState, StateClaimRefused
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+    from crq.schedule_state import SpecState
+
+# crq.schedule_state is imported by DynamoSpecStates where it needs it: only the start function
+# keeps spec schedules, and the track function's cold start should not pay for their models.
 
 IN_FLIGHT_INDEX = "InFlight"
 BY_QUERY_INDEX = "ByQuery"
@@ -465,6 +469,8 @@ class DynamoSpecStates:
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
+            from crq.schedule_state import StateClaimRefused
+
             current = self.get(state.state_id)
             if current is None:  # deleted meanwhile (by hand): nothing to be ordered against
                 raise
@@ -521,6 +527,8 @@ class DynamoSpecStates:
 
     @staticmethod
     def _state(item: dict[str, Any]) -> SpecState:
+        from crq.schedule_state import DesiredSchedule, SpecState
+
         desired = item.get("desired")
         return SpecState(
             state_id=item["runId"],

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -70,3 +73,32 @@ def test_wiring_makes_no_client_until_an_adapter_calls_aws(
     # A track tick with nothing in flight reads the ledger: DynamoDB's client, and no other
     assert wired.ledger._client.meta.service_model.service_name == "dynamodb"  # type: ignore[attr-defined]
     assert services == ["dynamodb"]
+
+
+def test_the_track_functions_cold_start_loads_only_what_a_tick_needs() -> None:
+    # The track function's init (import and wiring, as `make bench` times it) loads neither
+    # the spec chain, nor the schedule chain the start function keeps, nor the notification
+    # contract: each is imported where it is first used (a queued run started, an upload's
+    # schedule synced, a run ended).
+    code = (
+        "import sys, handlers.track;"
+        "handlers.track.collaborators();"
+        "print(sorted(m for m in sys.modules if m.startswith("
+        "('crq.spec.', 'crq.schedule', 'crq.notification', 'crq.adapters.scheduler', 'yaml'))))"
+    )
+    environment = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "CRQ_TABLE_NAME": "t",
+        "CRQ_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:t",
+        "CRQ_SPECS_BUCKET": "b",
+        "POWERTOOLS_SERVICE_NAME": "crq",
+        "POWERTOOLS_METRICS_NAMESPACE": "crq",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environment
+    )
+    assert done.returncode == 0, done.stderr
+    # crq.spec.limits: the spec size cap, which the S3 adapter shares (a constant)
+    assert done.stdout.strip() == "['crq.spec.limits']"
