@@ -214,6 +214,7 @@ class Runner:
         if self._ended_early(q):
             return
         if not self._set_status(q, "STARTED", started_at=time.monotonic()):
+            self._ended_early(q)  # cancelled between the check above and now
             return
         rows: pa.Table | None = None
         failure: QueryFailed | None = None
@@ -248,10 +249,13 @@ class Runner:
             self._deliver(q, rows)
 
     def _set_status(self, q: Query, status: str, **fields: Any) -> bool:
-        """Move a query on (under the lock); False when it was forgotten or the engine stops."""
+        """Move a query on (under the lock); False when it was forgotten, the engine stops, or a
+        cancel came first (then only CANCELLED, or an end, may follow)."""
         with self._changed:
             if q.forgotten or self._stopping.is_set():
                 return False
+            if q.cancelled and status not in ENDED and status != "CANCELLING":
+                return False  # a cancel landed first: the query only goes on to CANCELLED
             q.status = status
             for key, value in fields.items():
                 setattr(q, key, value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from crq_local.engine import Timings
@@ -76,6 +78,30 @@ def test_cancel_before_it_starts(make_harness: MakeHarness) -> None:
     query_id = harness.start("SELECT 1 AS one")
     assert cancel(harness, query_id)["status"] == "CANCELLING"
     assert harness.finish(query_id)["status"] == "CANCELLED"
+    assert harness.statuses(query_id) == ["SUBMITTED", "CANCELLING", "CANCELLED"]
+
+
+def test_a_cancel_landing_as_the_query_starts_is_not_undone(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The query's thread has seen no cancel and is about to move it to STARTED: the cancel
+    # arrives in that moment (the race a loaded machine hits now and then).
+    runner = harness.engine.runner
+    checked = runner._ended_early
+    raced: list[str] = []
+
+    def cancel_arrives_now(q: Any) -> bool:
+        ended = checked(q)
+        if not ended and not raced:
+            raced.append(q.id)
+            runner.cancel(q)
+        return ended
+
+    monkeypatch.setattr(runner, "_ended_early", cancel_arrives_now)
+    query_id = harness.start("SELECT 1 AS one")
+    assert harness.finish(query_id)["status"] == "CANCELLED"
+    assert raced == [query_id]
+    # CANCELLING is never overwritten by STARTED: the cancelled query holds no slot
     assert harness.statuses(query_id) == ["SUBMITTED", "CANCELLING", "CANCELLED"]
 
 
