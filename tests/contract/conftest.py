@@ -23,13 +23,14 @@ from aws_lambda_powertools import Metrics
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS / "unit" / "pipeline"))
 
-from contract_support import CleanRooms, Received, Specs, Ticking, Topic  # noqa: E402
+from contract_support import CleanRooms, Received, Results, Specs, Ticking, Topic  # noqa: E402
 from pipeline_fakes import (  # noqa: E402
     BUCKET,
     MEMBERSHIP,
     FakeCleanRooms,
     FakeLedger,
     FakePublisher,
+    FakeResults,
     FakeSpecs,
 )
 
@@ -165,3 +166,20 @@ def topic(request: pytest.FixtureRequest) -> Iterator[Topic]:
         received=received,
         unreachable=SnsPublisher(missing, sns),
     )
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def results(request: pytest.FixtureRequest) -> Results:
+    if request.param == "fake":
+        fake = FakeResults()
+        results = Results(lister=fake, bucket="crq-results", put=fake.put)
+        fake.missing_buckets.add(results.missing_bucket)
+        return results
+    stack = request.getfixturevalue("pipeline_stack")
+    real: Collaborators = request.getfixturevalue("wired")
+
+    def put(uri: str, size: int) -> None:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        stack.s3.put_object(Bucket=bucket, Key=key, Body=b"x" * size)
+
+    return Results(lister=real.results, bucket=stack.results_bucket, put=put)

@@ -9,7 +9,7 @@ from typing import Any
 
 from pipeline_fakes import Clock
 
-from crq.ports import Publisher, QueryGateway, SpecStore
+from crq.ports import Publisher, QueryGateway, ResultLister, SpecStore
 
 
 @dataclass
@@ -49,3 +49,13 @@ class Specs:
     store: SpecStore
     bucket: str
     put: Callable[[str, bytes], str]
+
+
+@dataclass
+class Results:
+    """A result bucket: the lister, and how Clean Rooms writes a file there (uri, size)."""
+
+    lister: ResultLister
+    bucket: str
+    put: Callable[[str, int], None]
+    missing_bucket: str = "crq-no-such-results"  # a bucket that does not exist

@@ -21,6 +21,7 @@ from crq.errors import (
     PublishFailed,
     QueryAlreadyEnded,
     QueryNotFound,
+    ResultsUnavailable,
     SpecUnreadable,
     StaleRun,
     StartDeferred,
@@ -182,9 +183,10 @@ class FakeCleanRooms:
 
     tests/contract holds it to the real gateway's behaviour (against the local engine)."""
 
-    def __init__(self, clock: Clock, cap: int = 5) -> None:
+    def __init__(self, clock: Clock, cap: int = 5, results: FakeResults | None = None) -> None:
         self.clock = clock
         self.cap = cap
+        self.results = results  # where a succeeded query's result file is written
         # The memberships crq's account is a member of; a start in another one is refused.
         self.memberships = {MEMBERSHIP, OTHER_MEMBERSHIP}
         self.queries: dict[str, FakeQuery] = {}
@@ -215,6 +217,8 @@ class FakeCleanRooms:
             setattr(query, key, value)
         if status == "SUCCESS" and query.result_output is None:
             query.result_output = {"s3": {"location": result_location(query)}}
+            if self.results is not None:
+                self.results.put(result_location(query) + "part-0.csv", 42)
             query.statistics = {
                 "totalDurationInMillis": 61_000,
                 "billedResourceUtilization": {"units": 0.5},
@@ -311,11 +315,26 @@ class FakeSpecs:
 
 
 class FakeResults:
+    """Result buckets in memory: the objects written to them (FakeCleanRooms writes a query's
+    result file when it succeeds, as Clean Rooms does). tests/contract holds it to ResultLister's
+    behaviour on S3."""
+
     def __init__(self) -> None:
-        self.listed: dict[str, list[ResultObject]] = {}
+        self.objects: dict[str, int] = {}  # s3://bucket/key -> size
+        self.missing_buckets: set[str] = set()
+
+    def put(self, uri: str, size: int) -> None:
+        self.objects[uri] = size
 
     def list_objects(self, location: str, limit: int) -> tuple[list[ResultObject], bool]:
-        found = self.listed.get(location, [ResultObject(uri=location + "part-0.csv", size=42)])
+        bucket = location.removeprefix("s3://").partition("/")[0]
+        if bucket in self.missing_buckets:
+            raise ResultsUnavailable(location, "NoSuchBucket")
+        found = [
+            ResultObject(uri=uri, size=size)
+            for uri, size in sorted(self.objects.items())
+            if uri.startswith(location) and not uri.endswith("/")  # folder markers: not results
+        ]
         return found[:limit], len(found) > limit
 
 
@@ -417,8 +436,8 @@ class World:
 
 def world(**setting_overrides: Any) -> World:
     clock = Clock()
-    ledger, cleanrooms, specs = FakeLedger(), FakeCleanRooms(clock), FakeSpecs()
     results, publisher, metrics = FakeResults(), FakePublisher(), RecordingMetrics()
+    ledger, cleanrooms, specs = FakeLedger(), FakeCleanRooms(clock, results=results), FakeSpecs()
     deps = Collaborators(
         settings=settings(**setting_overrides),
         ledger=ledger,

@@ -15,7 +15,7 @@ from pipeline_fakes import (
 )
 
 from crq.errors import ResultsUnavailable, StartDeferred
-from crq.ledger import NotifyState, ResultObject, Run, RunState
+from crq.ledger import NotifyState, Run, RunState
 from crq.tracker import TrackIncomplete, track_in_flight
 from crq.triggers import QueryChanged, TrackAll
 
@@ -26,10 +26,9 @@ def test_a_succeeded_query_is_notified_with_its_results() -> None:
     w.clock.advance(minutes=2)
     w.cleanrooms.end(run.query_id or "")
     location = result_location(w.cleanrooms.queries[run.query_id or ""])
-    w.results.listed[location] = [
-        ResultObject(uri=location + "a.csv", size=10),
-        ResultObject(uri=location + "b.csv", size=20),
-    ]
+    w.results.objects.clear()  # the query wrote two files, not the fake's usual one
+    w.results.put(location + "a.csv", 10)
+    w.results.put(location + "b.csv", 20)
     w.cleanrooms.calls.clear()
 
     summary = track_in_flight(w.deps)
