@@ -36,10 +36,11 @@ from pipeline_fakes import (  # noqa: E402
 
 from crq.adapters import build_collaborators, cleanrooms  # noqa: E402
 from crq.adapters.cleanrooms import CleanRoomsGateway  # noqa: E402
-from crq.adapters.dynamodb import DynamoLedger  # noqa: E402
+from crq.adapters.dynamodb import DynamoLedger, DynamoSpecStates  # noqa: E402
 from crq.adapters.sns import SnsPublisher  # noqa: E402
 from crq.ledger import Ledger  # noqa: E402
 from crq.ports import Collaborators  # noqa: E402
+from crq.schedule_state import SpecStates  # noqa: E402
 from crq.settings import Settings  # noqa: E402
 from crq_local.engine.testing import release, wait_until_idle  # noqa: E402
 
@@ -183,3 +184,12 @@ def results(request: pytest.FixtureRequest) -> Results:
         stack.s3.put_object(Bucket=bucket, Key=key, Body=b"x" * size)
 
     return Results(lister=real.results, bucket=stack.results_bucket, put=put)
+
+
+@pytest.fixture
+def spec_states(ledger: Ledger) -> SpecStates:
+    """The spec-state records that share `ledger`'s table (the schedule use case's store)."""
+    if isinstance(ledger, FakeLedger):
+        return ledger.states
+    assert isinstance(ledger, DynamoLedger)
+    return DynamoSpecStates.sharing(ledger)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pipeline_fakes import queued_run
 
-from crq.errors import StaleRun
+from crq.errors import ScheduleRecordFound, StaleRun
 from crq.ledger import (
     ActiveRun,
     Ledger,
@@ -19,6 +19,7 @@ from crq.ledger import (
     RunEvent,
     RunState,
 )
+from crq.schedule_state import DesiredSchedule, SpecState, SpecStates, state_id
 
 MEMBERSHIP = "6f4c2a9e-0d1b-4c7e-9a51-2b8f0e3d7a10"
 OTHER_MEMBERSHIP = "0b7d5e21-93c4-4f0a-8e6d-5c1a2f9b4e38"
@@ -166,6 +167,51 @@ def test_name_claims_are_not_runs(ledger: Ledger) -> None:
     created(ledger, new_run("r1"))
     assert [r.run_id for r in ledger.in_flight()] == ["r1"]
     assert ledger.get("weekly") is None
+
+
+def _record(spec_states: SpecStates, **changes: Any) -> str:
+    record = SpecState(
+        state_id=state_id("crq-specs", "specs/r.yaml"),
+        bucket="crq-specs",
+        spec_key="specs/r.yaml",
+        spec_name="r",
+        sequencer="0000000000000001",
+        updated_at=T0,
+        **changes,
+    )
+    spec_states.claim(record)
+    return record.state_id
+
+
+SCHEDULED = DesiredSchedule(expression="rate(1 day)", timezone="UTC")
+
+
+@pytest.mark.parametrize(
+    ("record", "created"),
+    [
+        ({}, False),  # an event not yet applied: its schedule change may still be under way
+        ({"applied": True}, True),  # applied, no schedule: nothing to remove
+        ({"applied": True, "desired": SCHEDULED}, False),  # a schedule to remove first
+    ],
+    ids=["unfinished", "no-schedule", "scheduled"],
+)
+def test_a_create_checks_the_spec_state_record_in_the_same_write(
+    ledger: Ledger, spec_states: SpecStates, record: dict[str, Any], created: bool
+) -> None:
+    checked = _record(spec_states, **record)
+    run = new_run("r1")
+    if created:
+        assert ledger.create(run, claim_name="r", no_schedule_record=checked) is not None
+        return
+    with pytest.raises(ScheduleRecordFound):
+        ledger.create(run, claim_name="r", no_schedule_record=checked)
+    # Nothing was written: neither the run nor its name claim
+    assert ledger.get("r1") is None
+    assert ledger.claim_spec_name("r", "specs/other.yaml", T0) is None
+
+
+def test_a_create_with_no_spec_state_record_is_written(ledger: Ledger) -> None:
+    assert ledger.create(new_run("r1"), no_schedule_record=state_id("crq-specs", "x")) is not None
 
 
 def test_billed_units_count_each_query_once_per_day(ledger: Ledger) -> None:

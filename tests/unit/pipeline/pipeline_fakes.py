@@ -22,6 +22,7 @@ from crq.errors import (
     QueryAlreadyEnded,
     QueryNotFound,
     ResultsUnavailable,
+    ScheduleRecordFound,
     SpecUnreadable,
     StaleRun,
     StartDeferred,
@@ -29,6 +30,7 @@ from crq.errors import (
 )
 from crq.ledger import ActiveRun, Outcome, ResultObject, Run, RunState, TriggerType
 from crq.ports import TERMINAL_STATUSES, Collaborators, ProtectedQuery, QuerySummary, SpecObject
+from crq.schedule_state import ManagedSchedule, SpecState, StateClaimRefused
 from crq.settings import Settings
 from crq.spec.safe_load import MAX_SPEC_BYTES, too_large
 from crq.starter import start_run
@@ -53,7 +55,11 @@ class Clock:
 
 
 class FakeLedger:
-    def __init__(self) -> None:
+    """The runs table in memory. `states`: the spec-state records that share the table (the
+    schedule use case's FakeStates), which a create may be asked to check."""
+
+    def __init__(self, states: FakeStates | None = None) -> None:
+        self.states = states or FakeStates()
         self.rows: dict[str, Run] = {}
         self.writes = 0
         self.names: dict[str, str] = {}  # spec name claims: name -> spec key
@@ -64,10 +70,14 @@ class FakeLedger:
         run: Run,
         *,
         claim_name: str | None = None,
-        no_schedule_record: str | None = None,  # holds no spec-state records: always met
+        no_schedule_record: str | None = None,
     ) -> Run | None:
         if run.run_id in self.rows:
             return None
+        if no_schedule_record is not None:  # the record checked in the same write
+            record = self.states.records.get(no_schedule_record)
+            if record is not None and (record.desired is not None or not record.applied):
+                raise ScheduleRecordFound(no_schedule_record)
         if claim_name is not None:  # the name claim in the same write: both or neither
             owner = self.names.get(claim_name, run.spec_key)
             if owner != run.spec_key:
@@ -286,6 +296,56 @@ class FakeCleanRooms:
         if self.cancel_conflict or query.status in TERMINAL_STATUSES:
             raise QueryAlreadyEnded(query_id, "already ended")
         query.status = "CANCELLING"
+
+
+@dataclass
+class FakeStates:
+    """Spec-state records in memory (crq.schedule_state), as DynamoSpecStates keeps them."""
+
+    records: dict[str, SpecState] = field(default_factory=dict)
+
+    def get(self, state_id: str) -> SpecState | None:
+        return self.records.get(state_id)
+
+    def claim(self, state: SpecState) -> None:
+        held = self.records.get(state.state_id)
+        if (
+            held is None
+            or held.sequencer < state.sequencer
+            or (
+                held.sequencer == state.sequencer
+                and (not held.applied or held.version_id != state.version_id)
+            )
+        ):
+            self.records[state.state_id] = state
+            return
+        raise StateClaimRefused(held)
+
+    def mark_applied(self, state: SpecState) -> bool:
+        held = self.records[state.state_id]
+        if held.sequencer != state.sequencer:
+            return False
+        self.records[state.state_id] = held.model_copy(update={"applied": True})
+        return True
+
+
+@dataclass
+class FakeScheduler:
+    """The spec schedules' group in memory (EventBridge Scheduler)."""
+
+    schedules: dict[str, ManagedSchedule] = field(default_factory=dict)
+    calls: int = 0
+
+    def put(self, schedule: ManagedSchedule) -> None:
+        self.calls += 1
+        self.schedules[schedule.name] = schedule
+
+    def delete(self, group: str, name: str) -> None:
+        self.calls += 1
+        self.schedules.pop(name, None)
+
+    def get(self, group: str, name: str) -> ManagedSchedule | None:
+        return self.schedules.get(name)
 
 
 class FakeSpecs:

@@ -7,15 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pipeline_fakes import FakePublisher
+from pipeline_fakes import FakePublisher, FakeScheduler, FakeStates
 
 from crq.errors import ConfigError, SpecUnreadable
 from crq.ports import SpecObject
 from crq.schedule_state import (
-    ManagedSchedule,
     ScheduleDeps,
-    SpecState,
-    StateClaimRefused,
     state_id,
 )
 from crq.schedule_sync import sync_schedule
@@ -46,52 +43,6 @@ class FakeSpecs:
             raise SpecUnreadable(f"s3://{bucket}/{key}", "no such object")
         data = self.versions[version]
         return SpecObject(data, len(data), version, f"etag-{version}")
-
-
-@dataclass
-class FakeStates:
-    records: dict[str, SpecState] = field(default_factory=dict)
-
-    def get(self, state_id: str) -> SpecState | None:
-        return self.records.get(state_id)
-
-    def claim(self, state: SpecState) -> None:
-        held = self.records.get(state.state_id)
-        if (
-            held is None
-            or held.sequencer < state.sequencer
-            or (
-                held.sequencer == state.sequencer
-                and (not held.applied or held.version_id != state.version_id)
-            )
-        ):
-            self.records[state.state_id] = state
-            return
-        raise StateClaimRefused(held)
-
-    def mark_applied(self, state: SpecState) -> bool:
-        held = self.records[state.state_id]
-        if held.sequencer != state.sequencer:
-            return False
-        self.records[state.state_id] = held.model_copy(update={"applied": True})
-        return True
-
-
-@dataclass
-class FakeScheduler:
-    schedules: dict[str, ManagedSchedule] = field(default_factory=dict)
-    calls: int = 0
-
-    def put(self, schedule: ManagedSchedule) -> None:
-        self.calls += 1
-        self.schedules[schedule.name] = schedule
-
-    def delete(self, group: str, name: str) -> None:
-        self.calls += 1
-        self.schedules.pop(name, None)
-
-    def get(self, group: str, name: str) -> ManagedSchedule | None:
-        return self.schedules.get(name)
 
 
 SETTINGS = Settings(
