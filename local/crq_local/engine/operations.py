@@ -128,11 +128,7 @@ class Operations:
         m = self._membership(params["membershipIdentifier"])
         template = m.collaboration.templates.get(params["analysisTemplateIdentifier"])
         if template is None or template.creator is not m:
-            raise ResourceNotFoundException(
-                f"Analysis template {params['analysisTemplateIdentifier']} not found",
-                resource_id=params["analysisTemplateIdentifier"],
-                resource_type="ANALYSIS_TEMPLATE",
-            )
+            raise _template_not_found(params["analysisTemplateIdentifier"])
         return {"analysisTemplate": self.world.template_shape(template)}
 
     def list_analysis_templates(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -150,11 +146,7 @@ class Operations:
         collab = self.world.member_collaboration(params["collaborationIdentifier"])
         template = self.world.templates_by_arn.get(params["analysisTemplateArn"])
         if template is None or template.collaboration is not collab:
-            raise ResourceNotFoundException(
-                f"Analysis template {params['analysisTemplateArn']} not found",
-                resource_id=params["analysisTemplateArn"],
-                resource_type="ANALYSIS_TEMPLATE",
-            )
+            raise _template_not_found(params["analysisTemplateArn"])
         return {
             "collaborationAnalysisTemplate": self.world.template_shape(
                 template, kind="collaboration"
@@ -219,3 +211,12 @@ class Operations:
                 ],
             ) from exc
         return bound, template.sql
+
+
+def _template_not_found(identifier: str) -> ResourceNotFoundException:
+    """An analysis template, by id or ARN, that the caller may not see or that does not exist."""
+    return ResourceNotFoundException(
+        f"Analysis template {identifier} not found",
+        resource_id=identifier,
+        resource_type="ANALYSIS_TEMPLATE",
+    )
